@@ -1,0 +1,45 @@
+"""What a benchmark scenario is: the base class every scenario module instantiates."""
+
+from collections.abc import Mapping
+from pathlib import Path
+
+# Extra metrics a side may return from one timed run, e.g. {"peak_rss_mb": 9.8}.
+Metrics = Mapping[str, float]
+
+
+class Skip(Exception):
+    """Raised by `setup` (or by a side) when the scenario cannot run here; the message says why."""
+
+
+class Scenario:
+    """One benchmark: the same work done by Dockyard (`ours`) and by a reference implementation.
+
+    Subclass it, set the class attributes, implement `ours` and `reference` (each call is one
+    timed run), and expose an instance as `SCENARIO` in a module under bench/scenarios/.
+
+    `ours` and `reference` may return extra metrics (a mapping of name to number, lower is
+    better); the harness reports their median, min and max per side. They signal failure by
+    raising: the error text is reported and that side gets no more runs. `setup` raises `Skip`
+    when the reference (or anything else the scenario needs) is missing.
+    """
+
+    name: str = ""
+    description: str = ""
+    # Human text of the target, e.g. "<= 1.5 now, goal <= 1.0".
+    target: str | None = None
+    # Numeric threshold of the median time ratio ours/reference that counts as "met".
+    target_ratio: float | None = None
+    ours_label: str = "dockyard"
+    reference_label: str = "reference"
+
+    def setup(self, workdir: Path) -> None:
+        """Prepare inputs in `workdir` (a fresh temporary directory, removed afterwards)."""
+
+    def teardown(self) -> None:
+        """Undo what setup and the runs left outside `workdir` (containers, mounts, ...)."""
+
+    def ours(self) -> Metrics | None:
+        raise NotImplementedError
+
+    def reference(self) -> Metrics | None:
+        raise NotImplementedError

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything Dockyard needs on a Debian 12 machine, as root.
+# Idempotent: packages already present and an up-to-date venv are left alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PACKAGES=(
+  busybox-static      # the tiny rootfs for tests and the demo
+  python3 python3-venv python3-dev
+  python3-seccomp     # libseccomp's own Python binding
+  runc                # the reference runtime (benchmarks, comparisons)
+  docker.io containerd  # the real dockerd as a peer in tests
+  iptables iproute2 procps util-linux
+)
+
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # docker.io's postinst tries to start a service; it must not here.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+VENV=.venv
+stamp=$VENV/.installed
+if [ ! -x $VENV/bin/python ]; then
+  echo "setup: creating $VENV"
+  /usr/bin/python3 -m venv --system-site-packages $VENV
+fi
+if [ ! -f $stamp ] || [ pyproject.toml -nt $stamp ]; then
+  echo "setup: installing the project into $VENV"
+  $VENV/bin/pip install -q --upgrade pip
+  $VENV/bin/pip install -q -e '.[test,bench]'
+  touch $stamp
+fi

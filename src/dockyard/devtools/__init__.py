@@ -1,0 +1,1 @@
+"""Helpers for the demo, tests and benchmarks (tiny root file systems, bundles)."""

@@ -1,0 +1,1 @@
+"""Thin wrappers over Linux system calls, one concern per module."""

@@ -1,0 +1,1 @@
+"""The OCI runtime: dockyard-runtime."""

@@ -1,0 +1,189 @@
+"""The container's init, in two stages forked from the runtime.
+
+stage 1: joins the cgroup, joins/creates the user namespace (the parent writes
+         the id maps), creates the other namespaces, forks stage 2 (pid 1 of a
+         new pid namespace) and exits.
+stage 2: builds the root file system, lets the parent run the prestart hooks,
+         pivots, drops privileges, reports ready, waits on exec.fifo for
+         `start`, and execs the user's program.
+Neither stage ever returns into the caller: both end in execve or os._exit.
+"""
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+
+from dockyard.linux import namespaces as ns
+from dockyard.linux.libc import call, libc
+from dockyard.runtime import rootfs as rfs
+from dockyard.runtime.hooks import run_hooks
+from dockyard.runtime.process import ProcessPlan, block_imports
+from dockyard.runtime.sync import Channel
+
+
+@dataclass
+class InitConfig:
+    spec: dict
+    rootfs: str
+    process: ProcessPlan
+    cgroup: object  # a Cgroup of dockyard.linux.cgroups
+    cgroup_path: str
+    fifo: str
+    no_pivot: bool = False
+    preserve_fds: int = 0
+    console_fd: int = -1  # a connected --console-socket, when process.terminal
+
+    @property
+    def linux(self) -> dict:
+        return self.spec.get("linux") or {}
+
+    def namespaces(self) -> dict[str, str]:
+        """type -> path ('' for a new namespace)."""
+        return {n["type"]: n.get("path") or "" for n in self.linux.get("namespaces") or ()}
+
+
+def _fail(chan: Channel, err: BaseException) -> None:
+    if os.environ.get("DOCKYARD_DEBUG"):
+        traceback.print_exception(err)
+    try:
+        chan.send("error", _describe(err))
+    finally:
+        os._exit(1)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is None and err.args[1:]:
+        return str(err.args[1])
+    if isinstance(err, (OSError, ValueError, KeyError)) or type(err).__module__.startswith(
+            "dockyard"):
+        return str(err)
+    return "".join(traceback.format_exception_only(type(err), err)).strip()
+
+
+def stage1(cfg: InitConfig, chan: Channel) -> None:
+    try:
+        cfg.cgroup.add_pid(os.getpid())
+        wanted = cfg.namespaces()
+        fds = {kind: os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+               for kind, path in wanted.items() if path}
+        for kind in ns.JOIN_ORDER:  # user first, mount last
+            if kind in fds:
+                ns.setns(fds.pop(kind), ns.NAMESPACES[kind][0])
+        if wanted.get("user") == "":
+            ns.unshare(ns.CLONE_NEWUSER)
+            chan.send("userns", str(os.getpid()))
+            chan.expect("ok")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        flags = 0
+        for kind, path in wanted.items():
+            if not path and kind != "user":
+                flags |= ns.NAMESPACES[kind][0]
+        if flags:
+            ns.unshare(flags)
+        pid = os.fork()
+        if pid == 0:
+            stage2(cfg, chan)
+        chan.send("pid", str(pid))
+        os._exit(0)
+    except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+        _fail(chan, e)
+
+
+def stage2(cfg: InitConfig, chan: Channel) -> None:
+    try:
+        wanted = cfg.namespaces()
+        spec, proc = cfg.spec, cfg.process
+        if "mount" in wanted and not wanted["mount"]:
+            _build_rootfs(cfg, wanted)
+        if "uts" in wanted and spec.get("hostname"):
+            name = spec["hostname"].encode()
+            call(libc.sethostname, name, len(name), what="sethostname")
+        chan.send("hooks")
+        chan.expect("ok")
+        state = _state_json(cfg)
+        run_hooks(spec, "createContainer", state)
+        fifo = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC)
+        proc.set_rlimits()
+        if "mount" in wanted and not wanted["mount"]:
+            rfs.pivot(cfg.rootfs, cfg.no_pivot)
+        else:
+            os.chroot(cfg.rootfs)
+            os.chdir("/")
+        block_imports()
+        _after_pivot(cfg)
+        if proc.terminal:
+            _setup_console(cfg.console_fd)
+        proc.set_oom_score_adj()
+        path = proc.resolve()
+        proc.finish(cfg.preserve_fds, (fifo, chan.rfd, chan.wfd))
+        chan.send("ready")
+        os.read(fifo, 1)  # blocks until `start`
+        run_hooks(spec, "startContainer", state)
+        proc.exec(path)
+    except BaseException as e:  # noqa: BLE001
+        _fail(chan, e)
+
+
+def _state_json(cfg: InitConfig) -> bytes:
+    # the same shape as `state` prints; hooks read it on stdin
+    return (b'{"ociVersion":"1.0.2","id":"%s","status":"creating","pid":%d,"bundle":"%s"}'
+            % (os.path.basename(os.path.dirname(cfg.fifo)).encode(), os.getpid(),
+               os.path.dirname(cfg.rootfs).encode()))
+
+
+def _build_rootfs(cfg: InitConfig, wanted: dict[str, str]) -> None:
+    spec = cfg.spec
+    bundle = os.path.dirname(cfg.rootfs)
+    rfs.prepare_root(cfg.rootfs, rfs.propagation_flags(spec))
+    steps = rfs.plan_mounts(spec, bundle)
+    rfs.mount_all(cfg.rootfs, steps, cfg.cgroup_path, cgroupns="cgroup" in wanted,
+                  newnet=wanted.get("network") == "")
+    dests = {s.destination.rstrip("/") for s in steps}
+    rfs.create_devices(cfg.rootfs, rfs.plan_devices(spec), bind_from_host="user" in wanted)
+    rfs.create_dev_symlinks(cfg.rootfs, has_devpts="/dev/pts" in dests,
+                            has_proc="/proc" in dests)
+
+
+def _after_pivot(cfg: InitConfig) -> None:
+    linux = cfg.linux
+    for key, value in (linux.get("sysctl") or {}).items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+    rfs.readonly_paths(linux.get("readonlyPaths") or [])
+    rfs.mask_paths(linux.get("maskedPaths") or [])
+    if (cfg.spec.get("root") or {}).get("readonly"):
+        rfs.readonly_root()
+
+
+def _setup_console(console_fd: int) -> None:
+    """A pty from the container's devpts; the master goes to --console-socket."""
+    master, slave = os.openpty()
+    name = os.ttyname(slave)
+    sock = _CONSOLE_SOCKET(fileno=console_fd)
+    sock.sendmsg([name.encode()], [(_SOL_SOCKET, _SCM_RIGHTS, _pack_fd(master))])
+    sock.close()
+    os.close(master)
+    try:
+        console = "/dev/console"
+        if not os.path.exists(console):
+            os.close(os.open(console, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        from dockyard.linux.mount import MS_BIND, mount  # already loaded: not an import
+        mount(name, console, None, MS_BIND)
+    except OSError:
+        pass  # /dev/console is a convenience; the tty itself is what matters
+    os.login_tty(slave)
+
+
+def load_console_support() -> None:
+    """Import what the console needs before the init enters the container."""
+    global _CONSOLE_SOCKET, _SOL_SOCKET, _SCM_RIGHTS, _pack_fd
+    import array
+    import socket
+    _CONSOLE_SOCKET = socket.socket
+    _SOL_SOCKET, _SCM_RIGHTS = socket.SOL_SOCKET, socket.SCM_RIGHTS
+    _pack_fd = lambda fd: array.array("i", [fd])  # noqa: E731
+
+
+_CONSOLE_SOCKET = _SOL_SOCKET = _SCM_RIGHTS = _pack_fd = None
