@@ -37,3 +37,7 @@ if [ ! -f $stamp ] || [ pyproject.toml -nt $stamp ]; then
   $VENV/bin/pip install -q -e '.[test,bench]'
   touch $stamp
 fi
+# pip's console scripts pay for every .pth file on the machine at each start
+$VENV/bin/python -m dockyard.devtools.launcher
+# compiled once here: the runtime must not pay for compiling at every start
+$VENV/bin/python -m compileall -q src >/dev/null

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -63,8 +64,8 @@ def dockerd() -> DockerdPeer:
     yield peer
     problems = peer.stop()
     if problems:
-        # teardown did clean up; say loudly what had leaked
-        print("\ndockerd peer teardown problems:\n  " + "\n  ".join(problems), file=sys.stderr)
+        # teardown cleaned these up too; say what had leaked
+        warnings.warn("dockerd peer teardown: " + "; ".join(problems), stacklevel=1)
 
 
 class Docker:

@@ -27,7 +27,7 @@ def run_in_child(fn: Callable[[], object]) -> object:
         try:
             os.close(rfd)
             out = {"ok": fn()}
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the child must always report
             out = {"error": traceback.format_exc()}
             code = 1
         try:
@@ -232,3 +232,10 @@ def test_keepcaps_off_loses_permitted_on_setuid() -> None:
     status = run_in_child(child)
     assert status["CapEff"] == 0
     assert status["CapPrm"] == 0
+
+
+def test_caps_unknown_to_the_kernel_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(caps, "_last_cap", 39)  # as on a kernel before 5.9
+    plan = CapPlan.from_spec({"bounding": ["CAP_KILL", "CAP_CHECKPOINT_RESTORE"]})
+    assert plan.bounding == 1 << 5
+    assert plan.skipped == ["CAP_CHECKPOINT_RESTORE"]

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from dataclasses import dataclass
-from dataclasses import field as dc_field
 
 from dockyard.errors import ConfigError
 from dockyard.linux import libc as _libc
@@ -120,22 +118,54 @@ def names(mask: int) -> list[str]:
     return out
 
 
-@dataclass
 class CapPlan:
     """The five capability sets of a process, ready to apply without imports."""
 
-    bounding: int = 0
-    effective: int = 0
-    permitted: int = 0
-    inheritable: int = 0
-    ambient: int = 0
-    skipped: list[str] = dc_field(default_factory=list)  # unknown names, for a warning
-    # after apply(): ambient capabilities the kernel refused (runc only warns)
-    ambient_failed: int = 0
-    _to_drop: tuple[int, ...] = dc_field(default=(), repr=False)
-    _to_raise: tuple[int, ...] = dc_field(default=(), repr=False)
-    _header: _CapHeader | None = dc_field(default=None, repr=False)
-    _data: ctypes.Array | None = dc_field(default=None, repr=False)
+    __slots__ = (
+        "_data",
+        "_header",
+        "_to_drop",
+        "_to_raise",
+        "ambient",
+        "ambient_failed",
+        "bounding",
+        "effective",
+        "inheritable",
+        "permitted",
+        "skipped",
+    )
+
+    def __init__(
+        self,
+        bounding: int = 0,
+        effective: int = 0,
+        permitted: int = 0,
+        inheritable: int = 0,
+        ambient: int = 0,
+        skipped: list[str] | None = None,
+    ):
+        self.bounding = bounding
+        self.effective = effective
+        self.permitted = permitted
+        self.inheritable = inheritable
+        self.ambient = ambient
+        self.skipped = skipped or []  # unknown names, for a warning
+        self.ambient_failed = 0  # after apply(): ambient caps the kernel refused (runc warns)
+        self._to_drop: tuple[int, ...] = ()
+        self._to_raise: tuple[int, ...] = ()
+        self._header: _CapHeader | None = None
+        self._data: ctypes.Array | None = None
+
+    def __repr__(self) -> str:
+        sets = ", ".join(f"{name}={names(getattr(self, name))}" for name in _SETS)
+        return f"CapPlan({sets})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CapPlan):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _SETS)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @classmethod
     def from_spec(cls, caps: dict | None, field: str = "process.capabilities") -> CapPlan:
@@ -146,9 +176,10 @@ class CapPlan:
             raise ConfigError(field, "must be an object")
         skipped: list[str] = []
         valid = (1 << (last_cap() + 1)) - 1
-        masks = {
-            name: to_mask(caps.get(name), f"{field}.{name}", skipped) & valid for name in _SETS
-        }
+        masks = {name: to_mask(caps.get(name), f"{field}.{name}", skipped) for name in _SETS}
+        for name, mask in masks.items():
+            skipped.extend(names(mask & ~valid))  # unknown to this kernel: runc warns too
+            masks[name] = mask & valid
         plan = cls(**masks, skipped=sorted(set(skipped)))
         plan._prepare()
         return plan

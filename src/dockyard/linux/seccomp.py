@@ -146,7 +146,9 @@ class _Compiler:
         flags = self._flags(spec.get("flags"))
         filt = sc.SyscallFilter(default)
         self._arches(filt, spec.get("architectures"))
-        syscalls = spec.get("syscalls") or []
+        syscalls = spec.get("syscalls")
+        if syscalls is None:
+            syscalls = []
         if not isinstance(syscalls, list):
             raise ConfigError(f"{field}.syscalls", "must be a list")
         for i, rule in enumerate(syscalls):

@@ -5,7 +5,6 @@ Errors go to stderr and, with --log, to the log file in the format runc uses
 (containerd's shim reads the last error from log.json).
 """
 
-import argparse
 import json
 import os
 import signal
@@ -13,86 +12,47 @@ import sys
 import time
 
 from dockyard import __version__
+from dockyard.runtime.flags import Command, Flag, UsageError, parse
 from dockyard.runtime.state import DEFAULT_ROOT
 
-COMMANDS = ("create", "start", "run", "state", "kill", "delete", "list", "ps", "exec",
-            "pause", "resume", "update", "events", "spec", "features")
+F = Flag
+CREATE_FLAGS = [F("bundle,b", "str", "."), F("console-socket", "str"), F("pid-file", "str"),
+                F("no-pivot"), F("no-new-keyring"), F("preserve-fds", "int", 0)]
+UPDATE_FLAGS = [F("resources,r", "str")] + [
+    F(name, "str") for name in (
+        "memory", "memory-swap", "memory-reservation", "kernel-memory", "kernel-memory-tcp",
+        "cpu-shares", "cpu-quota", "cpu-period", "cpu-rt-runtime", "cpu-rt-period", "cpuset-cpus",
+        "cpuset-mems", "pids-limit", "blkio-weight", "l3-cache-schema", "mem-bw-schema")]
+GLOBAL_FLAGS = [F("root", "str", DEFAULT_ROOT), F("log", "str", ""), F("log-format", "str", "text"),
+                F("debug"), F("systemd-cgroup"), F("rootless", "str", "auto"), F("criu", "str"),
+                F("version,v"), F("help,h")]
+ID = ["id"]
+COMMANDS = {
+    "create": Command("create", CREATE_FLAGS, ID),
+    "run": Command("run", CREATE_FLAGS + [F("detach,d"), F("keep")], ID),
+    "start": Command("start", [], ID),
+    "state": Command("state", [], ID),
+    "pause": Command("pause", [], ID),
+    "resume": Command("resume", [], ID),
+    "kill": Command("kill", [F("all,a")], ["id", "signal"], required=1),
+    "delete": Command("delete", [F("force,f")], ID),
+    "list": Command("list", [F("format,f", "str", "table"), F("quiet,q")], []),
+    "ps": Command("ps", [F("format,f", "str", "table")], ID, rest="ps_args"),
+    "exec": Command("exec", [
+        F("console-socket", "str"), F("cwd", "str"), F("env,e", "list"), F("tty,t"),
+        F("user,u", "str"), F("additional-gids,g", "intlist"), F("process,p", "str"),
+        F("detach,d"), F("pid-file", "str"), F("process-label", "str"), F("apparmor", "str"),
+        F("no-new-privs"), F("cap,c", "list"), F("preserve-fds", "int", 0),
+        F("cgroup", "list"), F("ignore-paused")], ID, rest="command", required=1),
+    "update": Command("update", UPDATE_FLAGS, ID),
+    "events": Command("events", [F("stats"), F("interval", "str", "5s")], ID),
+    "spec": Command("spec", [F("bundle,b", "str", "."), F("rootless")], []),
+    "features": Command("features", [], []),
+}
+USAGE = """usage: dockyard-runtime [global options] command [command options] [arguments...]
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dockyard-runtime", allow_abbrev=False,
-                                description="An OCI runtime with runc's command line.")
-    p.add_argument("--root", default=DEFAULT_ROOT)
-    p.add_argument("--log", default="")
-    p.add_argument("--log-format", default="text", choices=("text", "json"))
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    p.add_argument("--rootless", default="auto")
-    p.add_argument("--criu", default="")
-    p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="command")
-
-    def container_cmd(name: str) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, allow_abbrev=False)
-        c.add_argument("id")
-        return c
-
-    for name in ("create", "run"):
-        c = container_cmd(name)
-        c.add_argument("-b", "--bundle", default=".")
-        c.add_argument("--console-socket")
-        c.add_argument("--pid-file")
-        c.add_argument("--no-pivot", action="store_true")
-        c.add_argument("--no-new-keyring", action="store_true")
-        c.add_argument("--preserve-fds", type=int, default=0)
-        if name == "run":
-            c.add_argument("-d", "--detach", action="store_true")
-            c.add_argument("--keep", action="store_true")
-    for name in ("start", "state", "pause", "resume"):
-        container_cmd(name)
-    c = container_cmd("kill")
-    c.add_argument("signal", nargs="?", default="SIGTERM")
-    c.add_argument("-a", "--all", action="store_true")
-    c = container_cmd("delete")
-    c.add_argument("-f", "--force", action="store_true")
-    c = sub.add_parser("list", allow_abbrev=False)
-    c.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    c.add_argument("-q", "--quiet", action="store_true")
-    c = container_cmd("ps")
-    c.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    c.add_argument("ps_args", nargs=argparse.REMAINDER)
-    c = container_cmd("exec")
-    c.add_argument("command", nargs=argparse.REMAINDER)
-    c.add_argument("--console-socket")
-    c.add_argument("--cwd")
-    c.add_argument("-e", "--env", action="append", default=[])
-    c.add_argument("-t", "--tty", action="store_true")
-    c.add_argument("-u", "--user")
-    c.add_argument("-g", "--additional-gids", action="append", type=int, default=[])
-    c.add_argument("-p", "--process")
-    c.add_argument("-d", "--detach", action="store_true")
-    c.add_argument("--pid-file")
-    c.add_argument("--process-label")
-    c.add_argument("--apparmor")
-    c.add_argument("--no-new-privs", action="store_true")
-    c.add_argument("-c", "--cap", action="append", default=[])
-    c.add_argument("--preserve-fds", type=int, default=0)
-    c.add_argument("--cgroup", action="append", default=[])
-    c = container_cmd("update")
-    c.add_argument("-r", "--resources")
-    for flag in ("--memory", "--memory-swap", "--memory-reservation", "--kernel-memory",
-                 "--kernel-memory-tcp", "--cpu-shares", "--cpu-quota", "--cpu-period",
-                 "--cpu-rt-runtime", "--cpu-rt-period", "--cpuset-cpus", "--cpuset-mems",
-                 "--pids-limit", "--blkio-weight", "--l3-cache-schema", "--mem-bw-schema"):
-        c.add_argument(flag)
-    c = container_cmd("events")
-    c.add_argument("--stats", action="store_true")
-    c.add_argument("--interval", default="5s")
-    c = sub.add_parser("spec", allow_abbrev=False)
-    c.add_argument("-b", "--bundle", default=".")
-    c.add_argument("--rootless", action="store_true")
-    sub.add_parser("features", allow_abbrev=False)
-    return p
+An OCI runtime with runc's command line.
+commands: """ + ", ".join(COMMANDS) + "\n"
 
 
 class Logger:
@@ -135,14 +95,20 @@ def parse_duration(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv, GLOBAL_FLAGS, COMMANDS)
+    except UsageError as e:
+        print(f"dockyard-runtime: {e}\n{USAGE}", file=sys.stderr, end="")
+        return 1
     log = Logger(args.log, args.log_format)
     if args.version:
         print(f"dockyard-runtime version {__version__}\nspec: 1.0.2")
         return 0
-    if not args.command:
-        build_parser().print_help()
+    if args.help or not args.command:
+        print(USAGE, end="")
         return 0
+    if args.command == "kill" and args.signal is None:
+        args.signal = "SIGTERM"
     from dockyard.errors import DockyardError
     from dockyard.runtime import commands
     try:

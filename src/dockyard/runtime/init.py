@@ -11,8 +11,6 @@ Neither stage ever returns into the caller: both end in execve or os._exit.
 
 import os
 import sys
-import traceback
-from dataclasses import dataclass
 
 from dockyard.linux import namespaces as ns
 from dockyard.linux.libc import call, libc
@@ -22,17 +20,21 @@ from dockyard.runtime.process import ProcessPlan, block_imports
 from dockyard.runtime.sync import Channel
 
 
-@dataclass
 class InitConfig:
-    spec: dict
-    rootfs: str
-    process: ProcessPlan
-    cgroup: object  # a Cgroup of dockyard.linux.cgroups
-    cgroup_path: str
-    fifo: str
-    no_pivot: bool = False
-    preserve_fds: int = 0
-    console_fd: int = -1  # a connected --console-socket, when process.terminal
+    """Everything the init stages need, prepared by the runtime before forking."""
+
+    def __init__(self, spec: dict, rootfs: str, process: ProcessPlan, cgroup, cgroup_path: str,
+                 fifo: str, no_pivot: bool = False, preserve_fds: int = 0,
+                 console_fd: int = -1):
+        self.spec = spec
+        self.rootfs = rootfs
+        self.process = process
+        self.cgroup = cgroup  # a Cgroup of dockyard.linux.cgroups
+        self.cgroup_path = cgroup_path
+        self.fifo = fifo
+        self.no_pivot = no_pivot
+        self.preserve_fds = preserve_fds
+        self.console_fd = console_fd  # a connected --console-socket, when process.terminal
 
     @property
     def linux(self) -> dict:
@@ -45,7 +47,7 @@ class InitConfig:
 
 def _fail(chan: Channel, err: BaseException) -> None:
     if os.environ.get("DOCKYARD_DEBUG"):
-        traceback.print_exception(err)
+        sys.excepthook(type(err), err, err.__traceback__)
     try:
         chan.send("error", _describe(err))
     finally:
@@ -58,7 +60,7 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, (OSError, ValueError, KeyError)) or type(err).__module__.startswith(
             "dockyard"):
         return str(err)
-    return "".join(traceback.format_exception_only(type(err), err)).strip()
+    return f"{type(err).__name__}: {err}"
 
 
 def stage1(cfg: InitConfig, chan: Channel) -> None:

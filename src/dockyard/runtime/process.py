@@ -11,7 +11,6 @@ import errno
 import os
 import resource
 import sys
-from dataclasses import dataclass
 
 from dockyard.errors import DockyardError
 from dockyard.linux import libc
@@ -43,22 +42,27 @@ def _host_binaries() -> set[tuple[int, int]]:
     return found
 
 
-@dataclass
 class ProcessPlan:
-    args: list[str]
-    env: dict[str, str]
-    cwd: str
-    uid: int
-    gid: int
-    groups: list[int]
-    umask: int | None
-    rlimits: list[tuple[int, int, int]]
-    caps: CapPlan
-    no_new_privileges: bool
-    oom_score_adj: int | None
-    terminal: bool
-    seccomp: object | None  # a SeccompFilter, compiled
-    host_binaries: set[tuple[int, int]]
+    """What the init needs to become the user's process, decided before it starts."""
+
+    def __init__(self, *, args: list[str], env: dict[str, str], cwd: str, uid: int, gid: int,
+                 groups: list[int], umask: int | None, rlimits: list[tuple[int, int, int]],
+                 caps: CapPlan, no_new_privileges: bool, oom_score_adj: int | None,
+                 terminal: bool, seccomp, host_binaries: set[tuple[int, int]]):
+        self.args = args
+        self.env = env
+        self.cwd = cwd
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.umask = umask
+        self.rlimits = rlimits
+        self.caps = caps
+        self.no_new_privileges = no_new_privileges
+        self.oom_score_adj = oom_score_adj
+        self.terminal = terminal
+        self.seccomp = seccomp  # a compiled SeccompFilter, or None
+        self.host_binaries = host_binaries
 
     @classmethod
     def from_spec(cls, process: dict, seccomp_spec: dict | None) -> "ProcessPlan":

@@ -7,36 +7,44 @@ the other functions carry them out inside the container's mount namespace.
 import errno
 import os
 import stat
-from dataclasses import dataclass, field
 
 from dockyard.linux import mount as m
 from dockyard.runtime.paths import make_mountpoint, make_parents_inside, secure_join
 
 
-@dataclass
 class MountStep:
-    destination: str
-    source: str | None
-    fstype: str | None
-    flags: int
-    data: str
-    propagation: list[int] = field(default_factory=list)
-    bind: bool = False
+    __slots__ = ("destination", "source", "fstype", "flags", "data", "propagation", "bind")
+
+    def __init__(self, destination: str, source: str | None, fstype: str | None, flags: int,
+                 data: str, propagation: list[int] | None = None, bind: bool = False):
+        self.destination = destination
+        self.source = source
+        self.fstype = fstype
+        self.flags = flags
+        self.data = data
+        self.propagation = propagation or []
+        self.bind = bind
+
+    def __repr__(self) -> str:
+        return f"MountStep({self.destination!r}, {self.source!r}, {self.fstype!r})"
 
     @property
     def readonly(self) -> bool:
         return bool(self.flags & m.MS_RDONLY)
 
 
-@dataclass(frozen=True)
 class Device:
-    path: str
-    kind: str  # c, b, u, p
-    major: int
-    minor: int
-    mode: int = 0o666
-    uid: int = 0
-    gid: int = 0
+    __slots__ = ("path", "kind", "major", "minor", "mode", "uid", "gid")
+
+    def __init__(self, path: str, kind: str, major: int, minor: int, mode: int = 0o666,
+                 uid: int = 0, gid: int = 0):
+        self.path = path
+        self.kind = kind  # c, b, u, p
+        self.major = major
+        self.minor = minor
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
 
 
 DEFAULT_DEVICES = (

@@ -1,0 +1,40 @@
+"""Rewrites the console scripts `dockyard` and `dockyard-runtime` as fast launchers.
+
+pip's scripts start Python with `site`, which runs every .pth file on the
+machine (some import packages such as certifi) before our first line: more
+time than `dockyard-runtime run` itself needs. The launchers start Python
+isolated without `site` (-IS) and set sys.path to what site would have made,
+computed once here at install time. Run by scripts/setup.sh after pip.
+"""
+
+import os
+import sys
+
+SCRIPTS = {
+    "dockyard": ("dockyard.cli.main", "main"),
+    "dockyard-runtime": ("dockyard.runtime.cli", "main"),
+}
+
+TEMPLATE = """#!{python} -IS
+# Written by dockyard.devtools.launcher: a console script that skips site's .pth files.
+import sys
+sys.path[:] = {paths!r}
+from {module} import {func}
+sys.exit({func}())
+"""
+
+
+def write_launchers(bindir: str) -> None:
+    paths = [p for p in sys.path if p and os.path.isdir(p) and p != os.getcwd()]
+    python = os.path.join(bindir, "python")
+    for name, (module, func) in SCRIPTS.items():
+        target = os.path.join(bindir, name)
+        tmp = target + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(TEMPLATE.format(python=python, paths=paths, module=module, func=func))
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, target)
+
+
+if __name__ == "__main__":
+    write_launchers(os.path.dirname(sys.executable))
