@@ -23,7 +23,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from dockerd_peer import DockerdPeer, PeerError, peer_missing  # noqa: E402
+from dockerd_peer import DockerdPeer, PeerError, peer_missing
 
 REPO = Path(__file__).resolve().parents[2]
 RUNC = "/usr/sbin/runc"
@@ -105,7 +105,7 @@ class Docker:
     def cleanup(self) -> None:
         if self.names:
             try:
-                self.peer.docker("rm", "-f", *self.names, check=False, timeout=60)
+                self.peer.docker("rm", "-f", *self.names, check=False, timeout=30)
             except PeerError:
                 pass
 

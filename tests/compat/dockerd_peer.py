@@ -42,7 +42,7 @@ class PeerError(RuntimeError):
 
 
 def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, **kw)
+    return subprocess.run(argv, check=False, capture_output=True, text=True, **kw)
 
 
 def _link_exists(name: str) -> bool:
@@ -56,7 +56,7 @@ def _subnet_in_use(prefix: str) -> bool:
 
 def create_bridge() -> tuple[str, str]:
     """Create `dyktest<N>` with 10.213.<N>.1/24 for the first free N; returns (name, cidr)."""
-    for n in range(0, 64):
+    for n in range(64):
         name, prefix = f"dyktest{n}", f"10.213.{n}"
         if _link_exists(name) or _subnet_in_use(prefix):
             continue
@@ -272,11 +272,11 @@ class DockerdPeer:
             return "(no dockerd log)"
 
     # ------------------------------------------------------------------ CLI
-    def docker(self, *args: str, check: bool = True, timeout: float = 60.0,
+    def docker(self, *args: str, check: bool = True, timeout: float = 30.0,
                input: str | None = None) -> subprocess.CompletedProcess:
         argv = [self.cli, *args]
         try:
-            r = subprocess.run(argv, capture_output=True, text=True, env=self.env(),
+            r = subprocess.run(argv, check=False, capture_output=True, text=True, env=self.env(),
                                timeout=timeout, input=input,
                                stdin=None if input is not None else subprocess.DEVNULL)
         except subprocess.TimeoutExpired as e:
@@ -288,7 +288,12 @@ class DockerdPeer:
         return r
 
     def docker_pty(self, *args: str, timeout: float = 30.0) -> tuple[int, str]:
-        return run_in_pty([self.cli, *args], self.env(), timeout=timeout)
+        try:
+            return run_in_pty([self.cli, *args], self.env(), timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            out = (e.output or b"").decode(errors="replace")
+            raise PeerError(f"timed out after {timeout}s (pty): docker {' '.join(args)}\n"
+                            f"output: {out!r}") from None
 
     def inspect(self, name: str) -> dict:
         return json.loads(self.docker("inspect", "--type", "container", name).stdout)[0]
@@ -296,7 +301,7 @@ class DockerdPeer:
     # ------------------------------------------------------------- lifecycle
     @classmethod
     def start(cls, runtimes: dict[str, str], storage_driver: str | None = None,
-              cli: str | None = None) -> "DockerdPeer":
+              cli: str | None = None) -> DockerdPeer:
         tmp = Path(tempfile.mkdtemp(prefix="dyk-dockerd-", dir="/tmp"))
         created = [d for d in ("/run/docker", "/run/containerd") if not os.path.exists(d)]
         bridge, cidr = create_bridge()
@@ -341,19 +346,17 @@ class DockerdPeer:
         ]
         for name, path in self.runtimes.items():
             argv += ["--add-runtime", f"{name}={path}"]
-        log = open(self.log_path, "ab")
-        try:
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          start_new_session=True)
-        finally:
-            log.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise PeerError(f"dockerd exited with {self.proc.returncode}:\n{self.log_tail()}")
             if self.sock.exists():
                 r = subprocess.run([self.cli, "version", "--format", "{{.Server.Version}}"],
-                                   capture_output=True, text=True, env=self.env(), timeout=10)
+                                   check=False, capture_output=True, text=True, env=self.env(),
+                                   timeout=10)
                 if r.returncode == 0 and r.stdout.strip():
                     return
             time.sleep(0.1)
@@ -394,7 +397,7 @@ class DockerdPeer:
             try:
                 ids = self.docker("ps", "-aq", timeout=15).stdout.split()
                 if ids:
-                    self.docker("rm", "-f", *ids, check=False, timeout=60)
+                    self.docker("rm", "-f", *ids, check=False, timeout=30)
             except PeerError as e:
                 problems.append(f"removing containers: {e}")
         self._stop_daemon()

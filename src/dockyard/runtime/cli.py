@@ -43,7 +43,7 @@ COMMANDS = {
         F("user,u", "str"), F("additional-gids,g", "intlist"), F("process,p", "str"),
         F("detach,d"), F("pid-file", "str"), F("process-label", "str"), F("apparmor", "str"),
         F("no-new-privs"), F("cap,c", "list"), F("preserve-fds", "int", 0),
-        F("cgroup", "list"), F("ignore-paused")], ID, rest="command", required=1),
+        F("cgroup", "list"), F("ignore-paused")], ID, rest="cmd_args", required=1),
     "update": Command("update", UPDATE_FLAGS, ID),
     "events": Command("events", [F("stats"), F("interval", "str", "5s")], ID),
     "spec": Command("spec", [F("bundle,b", "str", "."), F("rootless")], []),

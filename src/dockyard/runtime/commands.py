@@ -202,7 +202,7 @@ def _exec_process(args) -> dict:
     if args.process:
         with open(args.process) as f:
             return json.load(f)
-    command = [a for a in args.command if a != "--"] if args.command else []
+    command = [a for a in args.cmd_args if a != "--"] if args.cmd_args else []
     if not command:
         raise ValueError("exec: no command given (use --process or give the arguments)")
     from dockyard.runtime.state import ContainerState

@@ -402,7 +402,7 @@ class Cgroup:
                 try:
                     self.freeze()
                     froze = True
-                except SystemError_:
+                except (SystemError_, OSError):
                     pass
         signal_pids(self.pids(), sig)
         # A frozen task only dies of SIGKILL once thawed; other signals leave a
@@ -469,7 +469,7 @@ def blkio_entries(text: str | None) -> list[dict]:
     return out
 
 
-def v1_rt_order(first: tuple[str, object], second: tuple[str, object], field: str) -> None:
+def write_pair(first: tuple[str, object], second: tuple[str, object], field: str) -> None:
     """Write two related files; if the first is refused, write the second and retry."""
     (f1, v1), (f2, v2) = first, second
     if v1 is None:

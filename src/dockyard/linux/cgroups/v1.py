@@ -131,6 +131,12 @@ class CgroupV1(c.Cgroup):
         return d is not None and c.read_opt(os.path.join(d, "freezer.state")) == "FROZEN"
 
     def freeze(self) -> None:
+        try:
+            self._freeze()
+        except OSError as e:
+            raise SystemError_(f"cannot freeze cgroup {self.path}: {e.strerror}") from None
+
+    def _freeze(self) -> None:
         f = self._state_file()
         for _ in range(50):  # rewrite FROZEN now and then: a fork can race the freezer
             c.write_raw(f, "FROZEN")
@@ -144,7 +150,10 @@ class CgroupV1(c.Cgroup):
 
     def thaw(self) -> None:
         f = self._state_file()
-        c.write_raw(f, "THAWED")
+        try:
+            c.write_raw(f, "THAWED")
+        except OSError as e:
+            raise SystemError_(f"cannot thaw cgroup {self.path}: {e.strerror}") from None
         c.wait_until(lambda: c.read_str(f) == "THAWED", 5.0, f"thawing cgroup {self.path}")
 
     # ------------------------------------------------------------ apply
@@ -273,12 +282,12 @@ class CgroupV1(c.Cgroup):
         rt_period = c.num(cpu, "realtimePeriod", F, 0) or None
         rt_runtime = c.num(cpu, "realtimeRuntime", F) or None
         if rt_period or rt_runtime:
-            c.v1_rt_order((self._f("cpu", "cpu.rt_period_us", F), rt_period),
+            c.write_pair((self._f("cpu", "cpu.rt_period_us", F), rt_period),
                           (self._f("cpu", "cpu.rt_runtime_us", F), rt_runtime), f"{F}.realtime")
         period = c.num(cpu, "period", F, 0) or None
         quota = c.num(cpu, "quota", F) or None
         if period or quota:
-            c.v1_rt_order((self._f("cpu", "cpu.cfs_period_us", F), period),
+            c.write_pair((self._f("cpu", "cpu.cfs_period_us", F), period),
                           (self._f("cpu", "cpu.cfs_quota_us", F), quota), f"{F}.quota")
         if cpu.get("burst") is not None:
             burst = c.num(cpu, "burst", F, 0)

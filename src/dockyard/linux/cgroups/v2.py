@@ -126,7 +126,10 @@ class CgroupV2(c.Cgroup):
         f = self._f("cgroup.freeze")
         if not os.path.exists(f):
             raise SystemError_(f"cgroup {self.path} cannot be frozen (no cgroup.freeze)")
-        c.write_raw(f, "1" if frozen else "0")
+        try:
+            c.write_raw(f, "1" if frozen else "0")
+        except OSError as e:
+            raise SystemError_(f"cannot change freezer of cgroup {self.path}: {e.strerror}") from None
         try:
             c.wait_until(lambda: self.is_frozen() == frozen, 5.0,
                          f"cgroup {self.path} to {'freeze' if frozen else 'thaw'}")
