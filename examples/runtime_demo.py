@@ -30,10 +30,10 @@ def runtime(root: str, *args: str, check: bool = True, detached_stdio: str = ""
     print("$ dockyard-runtime " + " ".join(args), flush=True)
     if detached_stdio:
         with open(detached_stdio, "a") as out:
-            result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=False,
                                     text=True)
     else:
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.stdout:
         print(result.stdout, end="" if result.stdout.endswith("\n") else "\n")
     if result.stderr:
@@ -78,7 +78,8 @@ def main() -> None:
         print("status:", json.loads(runtime(root, "state", "demo").stdout)["status"])
         runtime(root, "start", "demo")
         time.sleep(0.2)
-        print("the container wrote:", open(log).read().strip())
+        with open(log) as f:
+            print("the container wrote:", f.read().strip())
         print("status:", json.loads(runtime(root, "state", "demo").stdout)["status"])
         runtime(root, "exec", "demo", "ps")
         runtime(root, "list")

@@ -6,7 +6,6 @@ Errors go to stderr and, with --log, to the log file in the format runc uses
 """
 
 import json
-import os
 import signal
 import sys
 import time

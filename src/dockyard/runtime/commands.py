@@ -66,8 +66,8 @@ def cmd_run(args) -> int:
         if not args.keep:
             try:
                 ct.delete(args.root, args.id, force=True)
-            except Exception:  # noqa: BLE001 - the exit status matters more
-                pass
+            except Exception as e:  # noqa: BLE001 - the exit status matters more
+                print(f"dockyard-runtime: warning: delete after run: {e}", file=sys.stderr)
     return _exit_code(status)
 
 

@@ -10,7 +10,8 @@ import time
 
 from dockyard.errors import Conflict, DockyardError, NotFound
 from dockyard.linux import cgroups
-from dockyard.runtime import hooks, spec as specmod
+from dockyard.runtime import hooks
+from dockyard.runtime import spec as specmod
 from dockyard.runtime.init import InitConfig, load_console_support, stage1
 from dockyard.runtime.process import ProcessPlan
 from dockyard.runtime.rootfs import device_rules

@@ -13,7 +13,7 @@ class UsageError(ValueError):
 
 
 class Flag:
-    __slots__ = ("dest", "names", "kind", "default")
+    __slots__ = ("default", "dest", "kind", "names")
 
     def __init__(self, names: str, kind: str = "bool", default=None):
         self.names = names.split(",")

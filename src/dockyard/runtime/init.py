@@ -185,7 +185,7 @@ def load_console_support() -> None:
     import socket
     _CONSOLE_SOCKET = socket.socket
     _SOL_SOCKET, _SCM_RIGHTS = socket.SOL_SOCKET, socket.SCM_RIGHTS
-    _pack_fd = lambda fd: array.array("i", [fd])  # noqa: E731
+    _pack_fd = lambda fd: array.array("i", [fd])
 
 
 _CONSOLE_SOCKET = _SOL_SOCKET = _SCM_RIGHTS = _pack_fd = None

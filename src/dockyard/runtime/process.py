@@ -109,7 +109,7 @@ class ProcessPlan:
                 st = os.stat(candidate)
             except OSError:
                 continue
-            if not (st.st_mode & 0o170000) == 0o100000:
+            if (st.st_mode & 0o170000) != 0o100000:  # not a regular file
                 denied = candidate
                 continue
             if not os.access(candidate, os.X_OK):

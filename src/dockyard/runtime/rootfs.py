@@ -13,7 +13,7 @@ from dockyard.runtime.paths import make_mountpoint, make_parents_inside, secure_
 
 
 class MountStep:
-    __slots__ = ("destination", "source", "fstype", "flags", "data", "propagation", "bind")
+    __slots__ = ("bind", "data", "destination", "flags", "fstype", "propagation", "source")
 
     def __init__(self, destination: str, source: str | None, fstype: str | None, flags: int,
                  data: str, propagation: list[int] | None = None, bind: bool = False):
@@ -34,7 +34,7 @@ class MountStep:
 
 
 class Device:
-    __slots__ = ("path", "kind", "major", "minor", "mode", "uid", "gid")
+    __slots__ = ("gid", "kind", "major", "minor", "mode", "path", "uid")
 
     def __init__(self, path: str, kind: str, major: int, minor: int, mode: int = 0o666,
                  uid: int = 0, gid: int = 0):
