@@ -5,14 +5,11 @@ Errors go to stderr and, with --log, to the log file in the format runc uses
 (containerd's shim reads the last error from log.json).
 """
 
-import json
-import signal
 import sys
-import time
 
 from dockyard import __version__
+from dockyard.runtime import DEFAULT_ROOT
 from dockyard.runtime.flags import Command, Flag, UsageError, parse
-from dockyard.runtime.state import DEFAULT_ROOT
 
 F = Flag
 CREATE_FLAGS = [F("bundle,b", "str", "."), F("console-socket", "str"), F("pid-file", "str"),
@@ -60,6 +57,9 @@ class Logger:
         self.fmt = fmt
 
     def error(self, msg: str) -> None:
+        import json
+        import time
+
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.path:
             if self.fmt == "json":
@@ -75,6 +75,8 @@ class Logger:
 
 
 def parse_signal(text: str) -> int:
+    import signal
+
     text = text.upper()
     if text.isdigit():
         return int(text)
@@ -106,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.help or not args.command:
         print(USAGE, end="")
         return 0
+    if args.command in ("create", "run"):
+        from dockyard.runtime.cgroup_join import prime
+        prime()
     if args.command == "kill" and args.signal is None:
         args.signal = "SIGTERM"
     from dockyard.errors import DockyardError

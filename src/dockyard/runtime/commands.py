@@ -6,7 +6,6 @@ import signal
 import sys
 import time
 
-from dockyard.linux import libc
 from dockyard.runtime import container as ct
 from dockyard.runtime.cli import parse_duration, parse_signal
 
@@ -37,8 +36,7 @@ def cmd_run(args) -> int:
                   preserve_fds=args.preserve_fds, systemd_cgroup=args.systemd_cgroup)
         ct.start(args.root, args.id)
         return 0
-    # Foreground: the init is our grandchild; as a subreaper we can wait for it.
-    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    # Foreground: the init is our grandchild; as a subreaper (create sets it) we can wait.
     ours = master = None
     theirs = -1
     if args.console_socket is None and _wants_terminal(args.bundle):
@@ -48,7 +46,7 @@ def cmd_run(args) -> int:
         state = ct.create(args.root, args.id, args.bundle, pid_file=args.pid_file,
                           console_socket=args.console_socket, no_pivot=args.no_pivot,
                           preserve_fds=args.preserve_fds, systemd_cgroup=args.systemd_cgroup,
-                          console_fd=theirs)
+                          console_fd=theirs, subreaper=True)
         if theirs >= 0:
             os.close(theirs)
         if ours is not None:
@@ -167,6 +165,7 @@ def cmd_ps(args) -> int:
 
 
 def cmd_exec(args) -> int:
+    from dockyard.linux import libc
     from dockyard.runtime import exec as ex
     process = _exec_process(args)
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)

@@ -10,11 +10,8 @@ import time
 
 from dockyard.errors import Conflict, DockyardError, NotFound
 from dockyard.linux import cgroups
-from dockyard.runtime import hooks
+from dockyard.runtime import cgroup_join, hooks
 from dockyard.runtime import spec as specmod
-from dockyard.runtime.init import InitConfig, load_console_support, stage1
-from dockyard.runtime.process import ProcessPlan
-from dockyard.runtime.rootfs import device_rules
 from dockyard.runtime.state import ContainerState, write_json_atomic
 from dockyard.runtime.sync import channel_pair
 
@@ -34,48 +31,67 @@ def status_of(state: ContainerState) -> str:
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
            preserve_fds: int = 0, systemd_cgroup: bool = False,
-           console_fd: int = -1) -> ContainerState:
+           console_fd: int = -1, subreaper: bool = False) -> ContainerState:
     """Create the container; its init waits for `start`. `console_fd` is an already
-    connected console socket (for a foreground `run -t`), else `console_socket` a path."""
+    connected console socket (for a foreground `run -t`), else `console_socket` a path.
+    With `subreaper`, the caller becomes the init's parent (to wait for it)."""
     bundle = os.path.abspath(bundle)
     spec = specmod.load(bundle)
     linux = spec.get("linux") or {}
-    process = ProcessPlan.from_spec(spec["process"], linux.get("seccomp"))
-    if process.terminal and not console_socket and console_fd < 0:
-        raise ContainerError("cannot allocate tty if runc will detach without setting "
-                             "console socket")
     cgroup_path = cgroups.path_from_spec(linux.get("cgroupsPath"), container_id,
                                          systemd_cgroup)
     state = ContainerState.new(root, container_id, bundle, spec)
     state.data.update(rootfs=specmod.rootfs_path(spec, bundle), cgroup=cgroup_path)
     cgroup = cgroups.open_cgroup(cgroup_path)
-    parent, child = channel_pair()
-    init_pid = 0
+    origin = cgroup_join.current_procs_files()
+    joiner = init_pid = 0
+    joined = False
+    parent = child = None
     try:
         cgroup.create()
-        cgroup.apply({**(linux.get("resources") or {}), "devices": device_rules(spec)})
+        # The join blocks for a while; plan the container meanwhile (see cgroup_join).
+        joiner = cgroup_join.join_in_background(cgroup)
+        from dockyard.runtime.init import InitConfig, load_console_support, stage1
+        from dockyard.runtime.process import ProcessPlan
+        process = ProcessPlan.from_spec(spec["process"], linux.get("seccomp"))
+        if process.terminal and not console_socket and console_fd < 0:
+            raise ContainerError("cannot allocate tty if runc will detach without setting "
+                                 "console socket")
         state.save()
         os.mkfifo(state.fifo, 0o622)
         if console_socket:
             console_fd = _connect_console(console_socket)
         elif console_fd >= 0:
             load_console_support()
+        parent, child = channel_pair()
+        joined = cgroup_join.wait(joiner)
+        joiner = 0
         cfg = InitConfig(spec, state.data["rootfs"], process, cgroup, cgroup_path, state.fifo,
-                         no_pivot, preserve_fds, console_fd)
+                         no_pivot, preserve_fds, console_fd, join_cgroup=not joined)
+        if subreaper:
+            from dockyard.linux import libc
+            libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
         stage1_pid = os.fork()
         if stage1_pid == 0:
             parent.close()
             stage1(cfg, child)
         child.close()
-        init_pid = _follow_init(parent, spec, state, stage1_pid)
+        init_pid = _follow_init(parent, spec, state, stage1_pid, cgroup, origin if joined
+                                else None)
     except BaseException:
+        if joiner:
+            joined = cgroup_join.wait(joiner)
+        if joined:
+            cgroup_join.move(os.getpid(), origin)  # out, before everything in it is killed
         if init_pid:
             _kill_quietly(init_pid)
         _destroy(cgroup)
         state.remove()
         raise
     finally:
-        parent.close()
+        for chan in (parent, child):
+            if chan is not None:
+                chan.close()
         if console_fd >= 0:
             os.close(console_fd)
     state.data["status"] = "created"
@@ -85,7 +101,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     return state
 
 
-def _follow_init(chan, spec: dict, state: ContainerState, stage1_pid: int) -> int:
+def _follow_init(chan, spec: dict, state: ContainerState, stage1_pid: int, cgroup,
+                 origin: list[str] | None) -> int:
     """Answer the init's requests until it reports ready; returns the init's pid."""
     init_pid = 0
     linux = spec.get("linux") or {}
@@ -98,6 +115,13 @@ def _follow_init(chan, spec: dict, state: ContainerState, stage1_pid: int) -> in
             elif kind == "pid":
                 init_pid = int(payload)
                 os.waitpid(stage1_pid, 0)
+                # every process of the container exists: the runtime leaves its cgroup
+                # (hooks it runs must not count against the container's limits), then
+                # the limits are set
+                if origin is not None:
+                    cgroup_join.move(os.getpid(), origin)
+                from dockyard.runtime.rootfs import device_rules
+                cgroup.apply({**(linux.get("resources") or {}), "devices": device_rules(spec)})
                 state.data.update(pid=init_pid, start_time=_start_time(init_pid))
                 state.save()
             elif kind == "hooks":
@@ -141,6 +165,8 @@ def _write_id_maps(pid: int, linux: dict) -> None:
 
 def _connect_console(path: str) -> int:
     import socket
+
+    from dockyard.runtime.init import load_console_support
     load_console_support()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

@@ -25,7 +25,7 @@ class InitConfig:
 
     def __init__(self, spec: dict, rootfs: str, process: ProcessPlan, cgroup, cgroup_path: str,
                  fifo: str, no_pivot: bool = False, preserve_fds: int = 0,
-                 console_fd: int = -1):
+                 console_fd: int = -1, join_cgroup: bool = True):
         self.spec = spec
         self.rootfs = rootfs
         self.process = process
@@ -35,6 +35,7 @@ class InitConfig:
         self.no_pivot = no_pivot
         self.preserve_fds = preserve_fds
         self.console_fd = console_fd  # a connected --console-socket, when process.terminal
+        self.join_cgroup = join_cgroup  # False when the runtime joined before forking
 
     @property
     def linux(self) -> dict:
@@ -65,7 +66,8 @@ def _describe(err: BaseException) -> str:
 
 def stage1(cfg: InitConfig, chan: Channel) -> None:
     try:
-        cfg.cgroup.add_pid(os.getpid())
+        if cfg.join_cgroup:
+            cfg.cgroup.add_pid(os.getpid())
         wanted = cfg.namespaces()
         fds = {kind: os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                for kind, path in wanted.items() if path}

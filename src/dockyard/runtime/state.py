@@ -10,8 +10,8 @@ import os
 import time
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.runtime import DEFAULT_ROOT  # noqa: F401 - re-exported
 
-DEFAULT_ROOT = "/run/dockyard-runtime"
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 FIFO = "exec.fifo"
