@@ -36,6 +36,7 @@ class InitConfig:
         self.preserve_fds = preserve_fds
         self.console_fd = console_fd  # a connected --console-socket, when process.terminal
         self.join_cgroup = join_cgroup  # False when the runtime joined before forking
+        self.fifo_fd = -1
 
     @property
     def linux(self) -> dict:
@@ -68,6 +69,8 @@ def stage1(cfg: InitConfig, chan: Channel) -> None:
     try:
         if cfg.join_cgroup:
             cfg.cgroup.add_pid(os.getpid())
+        # opened before a user namespace could take the right to open it away
+        cfg.fifo_fd = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC)
         wanted = cfg.namespaces()
         fds = {kind: os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                for kind, path in wanted.items() if path}
@@ -108,7 +111,7 @@ def stage2(cfg: InitConfig, chan: Channel) -> None:
         chan.expect("ok")
         state = _state_json(cfg)
         run_hooks(spec, "createContainer", state)
-        fifo = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC)
+        fifo = cfg.fifo_fd
         proc.set_rlimits()
         if "mount" in wanted and not wanted["mount"]:
             rfs.pivot(cfg.rootfs, cfg.no_pivot)
