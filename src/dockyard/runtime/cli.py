@@ -96,8 +96,12 @@ def parse_duration(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "create" in argv or "run" in argv:  # first thing: see cgroup_join
+        from dockyard.runtime.cgroup_join import prime
+        prime()
     try:
-        args = parse(sys.argv[1:] if argv is None else argv, GLOBAL_FLAGS, COMMANDS)
+        args = parse(argv, GLOBAL_FLAGS, COMMANDS)
     except UsageError as e:
         print(f"dockyard-runtime: {e}\n{USAGE}", file=sys.stderr, end="")
         return 1
@@ -108,9 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.help or not args.command:
         print(USAGE, end="")
         return 0
-    if args.command in ("create", "run"):
-        from dockyard.runtime.cgroup_join import prime
-        prime()
     if args.command == "kill" and args.signal is None:
         args.signal = "SIGTERM"
     from dockyard.errors import DockyardError

@@ -107,7 +107,7 @@ def stage2(cfg: InitConfig, chan: Channel) -> None:
         if "uts" in wanted and spec.get("hostname"):
             name = spec["hostname"].encode()
             call(libc.sethostname, name, len(name), what="sethostname")
-        chan.send("hooks")
+        chan.send("hooks")  # the runtime sets the limits and runs the prestart hooks
         chan.expect("ok")
         state = _state_json(cfg)
         run_hooks(spec, "createContainer", state)
