@@ -17,7 +17,7 @@ CREATE_FLAGS = [F("bundle,b", "str", "."), F("console-socket", "str"), F("pid-fi
 UPDATE_FLAGS = [F("resources,r", "str")] + [
     F(name, "str") for name in (
         "memory", "memory-swap", "memory-reservation", "kernel-memory", "kernel-memory-tcp",
-        "cpu-shares", "cpu-quota", "cpu-period", "cpu-rt-runtime", "cpu-rt-period", "cpuset-cpus",
+        "cpu-share", "cpu-quota", "cpu-period", "cpu-rt-runtime", "cpu-rt-period", "cpuset-cpus",
         "cpuset-mems", "pids-limit", "blkio-weight", "l3-cache-schema", "mem-bw-schema")]
 GLOBAL_FLAGS = [F("root", "str", DEFAULT_ROOT), F("log", "str", ""), F("log-format", "str", "text"),
                 F("debug"), F("systemd-cgroup"), F("rootless", "str", "auto"), F("criu", "str"),

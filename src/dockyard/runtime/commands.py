@@ -256,7 +256,7 @@ def _resources_from_flags(args) -> dict:
     if mem:
         res["memory"] = mem
     cpu: dict = {}
-    for key, value in (("shares", args.cpu_shares), ("quota", args.cpu_quota),
+    for key, value in (("shares", args.cpu_share), ("quota", args.cpu_quota),
                        ("period", args.cpu_period), ("realtimeRuntime", args.cpu_rt_runtime),
                        ("realtimePeriod", args.cpu_rt_period)):
         if value:

@@ -11,7 +11,8 @@ import os
 from dockyard.errors import Conflict
 from dockyard.linux import cgroups
 from dockyard.linux import namespaces as ns
-from dockyard.runtime.init import _describe, _setup_console, load_console_support
+from dockyard.linux.libc import PR_SET_DUMPABLE, prctl
+from dockyard.runtime.init import _fail, _setup_console, fork_reporting_pid, load_console_support
 from dockyard.runtime.process import ProcessPlan, block_imports
 from dockyard.runtime.spec import validate_process
 from dockyard.runtime.state import ContainerState
@@ -64,6 +65,7 @@ def exec_process(root: str, container_id: str, process: dict, *, console_fd: int
 def _join(init_pid: int, kinds: list[str], cgroup, plan: ProcessPlan, chan: Channel,
           console_fd: int, preserve_fds: int) -> None:
     try:
+        prctl(PR_SET_DUMPABLE, 0)  # see init.stage1
         fds = {k: os.open(f"/proc/{init_pid}/ns/{ns.NAMESPACES[k][1]}",
                           os.O_RDONLY | os.O_CLOEXEC) for k in kinds}
         cgroup.add_pid(os.getpid())
@@ -71,14 +73,11 @@ def _join(init_pid: int, kinds: list[str], cgroup, plan: ProcessPlan, chan: Chan
             if kind in fds:
                 ns.setns(fds[kind], ns.NAMESPACES[kind][0])
                 os.close(fds[kind])
-        pid = os.fork()
-        if pid == 0:
+        if fork_reporting_pid(chan) == 0:
             _process(plan, chan, console_fd, preserve_fds)
-        chan.send("pid", str(pid))
         os._exit(0)
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent
-        chan.send("error", _describe(e))
-        os._exit(1)
+        _fail(chan, e)
 
 
 def _process(plan: ProcessPlan, chan: Channel, console_fd: int, preserve_fds: int) -> None:
@@ -93,5 +92,4 @@ def _process(plan: ProcessPlan, chan: Channel, console_fd: int, preserve_fds: in
         chan.send("ready")
         plan.exec(path)
     except BaseException as e:  # noqa: BLE001
-        chan.send("error", _describe(e))
-        os._exit(127 if "exec:" in str(e) else 1)
+        _fail(chan, e, 127 if "exec:" in str(e) else 1)

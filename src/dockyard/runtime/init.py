@@ -13,7 +13,7 @@ import os
 import sys
 
 from dockyard.linux import namespaces as ns
-from dockyard.linux.libc import call, libc
+from dockyard.linux.libc import PR_SET_DUMPABLE, call, libc, prctl
 from dockyard.runtime import rootfs as rfs
 from dockyard.runtime.hooks import run_hooks
 from dockyard.runtime.process import ProcessPlan, block_imports
@@ -47,13 +47,32 @@ class InitConfig:
         return {n["type"]: n.get("path") or "" for n in self.linux.get("namespaces") or ()}
 
 
-def _fail(chan: Channel, err: BaseException) -> None:
+def _fail(chan: Channel, err: BaseException, code: int = 1) -> None:
+    """Report `err` to the runtime and end this process: a forked stage must never
+    return into the runtime's own code, whatever happens while reporting."""
     if os.environ.get("DOCKYARD_DEBUG"):
         sys.excepthook(type(err), err, err.__traceback__)
     try:
         chan.send("error", _describe(err))
     finally:
-        os._exit(1)
+        os._exit(code)
+
+
+def fork_reporting_pid(chan: Channel) -> int:
+    """fork(); the parent reports the child's host pid to the runtime, and the child
+    waits until that report is out, so the runtime hears "pid" before anything the
+    child says (0 in the child, as with fork)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        os.read(r, 1)  # end of file once the parent has reported and closed its end
+        os.close(r)
+        return 0
+    os.close(r)
+    chan.send("pid", str(pid))
+    os.close(w)
+    return pid
 
 
 def _describe(err: BaseException) -> str:
@@ -67,6 +86,9 @@ def _describe(err: BaseException) -> str:
 
 def stage1(cfg: InitConfig, chan: Channel) -> None:
     try:
+        # not dumpable: no process of the container may open /proc/<pid>/exe (the host's
+        # interpreter) or our memory while we run inside it (CVE-2019-5736 class)
+        prctl(PR_SET_DUMPABLE, 0)
         if cfg.join_cgroup:
             cfg.cgroup.add_pid(os.getpid())
         # opened before a user namespace could take the right to open it away
@@ -89,10 +111,8 @@ def stage1(cfg: InitConfig, chan: Channel) -> None:
                 flags |= ns.NAMESPACES[kind][0]
         if flags:
             ns.unshare(flags)
-        pid = os.fork()
-        if pid == 0:
+        if fork_reporting_pid(chan) == 0:
             stage2(cfg, chan)
-        chan.send("pid", str(pid))
         os._exit(0)
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent
         _fail(chan, e)
