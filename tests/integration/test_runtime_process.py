@@ -331,6 +331,22 @@ def test_env(rt, monkeypatch):
     assert not any(e.startswith("DYT_HOST_ONLY=") for e in env)
 
 
+def test_home_defaults_from_passwd(rt):
+    def as_root(s):
+        s["process"]["env"] = ["PATH=/bin"]
+
+    def as_nobody(s):
+        s["process"]["env"] = ["PATH=/bin"]
+        s["process"]["user"] = {"uid": 65534, "gid": 65534}
+
+    def with_home(s):
+        s["process"]["env"] = ["PATH=/bin", "HOME=/srv"]
+
+    assert run_sh(rt, "echo $HOME", as_root).check().stdout.strip() == "/root"
+    assert run_sh(rt, "echo $HOME", as_nobody).check().stdout.strip() == "/"
+    assert run_sh(rt, "echo $HOME", with_home).check().stdout.strip() == "/srv"
+
+
 def test_cwd(rt):
     def conf(s):
         s["process"]["cwd"] = "/var"

@@ -87,6 +87,7 @@ def _process(plan: ProcessPlan, chan: Channel, console_fd: int, preserve_fds: in
             _setup_console(console_fd)
         plan.set_rlimits()
         plan.set_oom_score_adj()
+        plan.default_home()
         path = plan.resolve()
         plan.finish(preserve_fds, (chan.rfd, chan.wfd))
         chan.send("ready")

@@ -143,6 +143,7 @@ def stage2(cfg: InitConfig, chan: Channel) -> None:
         if proc.terminal:
             _setup_console(cfg.console_fd)
         proc.set_oom_score_adj()
+        proc.default_home()
         path = proc.resolve()
         proc.finish(cfg.preserve_fds, (fifo, chan.rfd, chan.wfd))
         chan.send("ready")

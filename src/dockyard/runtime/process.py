@@ -95,6 +95,23 @@ class ProcessPlan:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(self.oom_score_adj))
 
+    def default_home(self) -> None:
+        """HOME from the container's /etc/passwd when the spec sets none, as runc does
+        (a plain file read: no NSS, which would load the container's libraries)."""
+        if "HOME" in self.env:
+            return
+        home = "/"
+        try:
+            with open("/etc/passwd", "rb") as f:
+                for line in f.read(1 << 20).split(b"\n"):
+                    fields = line.split(b":")
+                    if len(fields) >= 6 and fields[2] == str(self.uid).encode():
+                        home = fields[5].decode(errors="replace") or "/"
+                        break
+        except OSError:
+            pass
+        self.env["HOME"] = home
+
     def resolve(self) -> str:
         """Find the program as execve would, refusing the runtime's own interpreter."""
         name = self.args[0]
