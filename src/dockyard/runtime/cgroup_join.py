@@ -2,14 +2,14 @@
 
 A write to cgroup.procs takes the kernel's cgroup_threadgroup_rwsem for
 writing, which first waits for an RCU grace period (10-15 ms here; runc pays
-it too); writes that follow within about one more grace period are cheap.
-So the runtime:
+it too), holding cgroup_mutex (so a cgroup mkdir waits as well); writes that
+follow within about one more grace period are cheap. So the runtime:
 - `prime()`s at start-up: a forked child makes a no-op move of the runtime
   into the cgroup it is already in, so the grace period runs while the
-  runtime imports and reads the config;
-- moves itself into the container's cgroup through a child too
-  (`join_in_background`), so the init stages it forks inherit the cgroup;
-- moves back out (`move`), cheaply, once the stages exist.
+  runtime imports, reads the config and plans the container;
+- then creates the container's cgroup and moves itself in (cheap now), so the
+  init stages it forks are born in the cgroup;
+- and `move`s back out, cheaply too, once the stages exist.
 """
 
 import os
@@ -70,21 +70,3 @@ def move(pid: int, procs_files: list[str]) -> None:
     for procs in procs_files:
         with open(procs, "w") as f:
             f.write(str(pid))
-
-
-def join_in_background(cgroup) -> int:
-    """Move this process into `cgroup` (a Cgroup) in the background; returns the joiner."""
-    joiner = os.fork()
-    if joiner == 0:
-        try:
-            cgroup.add_pid(os.getppid())
-        except BaseException:  # noqa: BLE001 - the parent only needs the status
-            os._exit(1)
-        os._exit(0)
-    return joiner
-
-
-def wait(joiner: int) -> bool:
-    """True if the joiner moved the process everywhere."""
-    _, status = os.waitpid(joiner, 0)
-    return os.waitstatus_to_exitcode(status) == 0

@@ -40,23 +40,20 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     linux = spec.get("linux") or {}
     cgroup_path = cgroups.path_from_spec(linux.get("cgroupsPath"), container_id,
                                          systemd_cgroup)
+    # Everything up to cgroup.create() overlaps the cgroup grace period (see cgroup_join).
+    from dockyard.runtime.init import InitConfig, load_console_support, stage1
+    from dockyard.runtime.process import ProcessPlan
+    process = ProcessPlan.from_spec(spec["process"], linux.get("seccomp"))
+    if process.terminal and not console_socket and console_fd < 0:
+        raise ContainerError("cannot allocate tty if runc will detach without setting "
+                             "console socket")
     state = ContainerState.new(root, container_id, bundle, spec)
     state.data.update(rootfs=specmod.rootfs_path(spec, bundle), cgroup=cgroup_path)
     cgroup = cgroups.open_cgroup(cgroup_path)
     origin = cgroup_join.current_procs_files()
-    joiner = init_pid = 0
-    joined = False
+    init_pid = 0
     parent = child = None
     try:
-        cgroup.create()
-        # The join blocks for a while; plan the container meanwhile (see cgroup_join).
-        joiner = cgroup_join.join_in_background(cgroup)
-        from dockyard.runtime.init import InitConfig, load_console_support, stage1
-        from dockyard.runtime.process import ProcessPlan
-        process = ProcessPlan.from_spec(spec["process"], linux.get("seccomp"))
-        if process.terminal and not console_socket and console_fd < 0:
-            raise ContainerError("cannot allocate tty if runc will detach without setting "
-                                 "console socket")
         state.save()
         os.mkfifo(state.fifo, 0o622)
         if console_socket:
@@ -64,10 +61,11 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         elif console_fd >= 0:
             load_console_support()
         parent, child = channel_pair()
-        joined = cgroup_join.wait(joiner)
-        joiner = 0
+        cgroup.create()
+        # the runtime itself joins, so the init stages it forks are born in the cgroup
+        cgroup.add_pid(os.getpid())
         cfg = InitConfig(spec, state.data["rootfs"], process, cgroup, cgroup_path, state.fifo,
-                         no_pivot, preserve_fds, console_fd, join_cgroup=not joined)
+                         no_pivot, preserve_fds, console_fd)
         if subreaper:
             from dockyard.linux import libc
             libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
@@ -76,13 +74,10 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             parent.close()
             stage1(cfg, child)
         child.close()
-        init_pid = _follow_init(parent, spec, state, stage1_pid, cgroup, origin if joined
-                                else None)
+        init_pid = _follow_init(parent, spec, state, stage1_pid, cgroup, origin)
     except BaseException:
-        if joiner:
-            joined = cgroup_join.wait(joiner)
-        if joined:
-            cgroup_join.move(os.getpid(), origin)  # out, before everything in it is killed
+        # out of the cgroup (even half-joined), before everything in it is killed
+        cgroup_join.move(os.getpid(), origin)
         if init_pid:
             _kill_quietly(init_pid)
         _destroy(cgroup)
@@ -102,7 +97,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
 
 
 def _follow_init(chan, spec: dict, state: ContainerState, stage1_pid: int, cgroup,
-                 origin: list[str] | None) -> int:
+                 origin: list[str]) -> int:
     """Answer the init's requests until it reports ready; returns the init's pid."""
     init_pid = 0
     linux = spec.get("linux") or {}
@@ -118,8 +113,7 @@ def _follow_init(chan, spec: dict, state: ContainerState, stage1_pid: int, cgrou
                 # every process of the container exists: the runtime leaves its cgroup
                 # (hooks it runs must not count against the container's limits), then
                 # the limits are set
-                if origin is not None:
-                    cgroup_join.move(os.getpid(), origin)
+                cgroup_join.move(os.getpid(), origin)
                 from dockyard.runtime.rootfs import device_rules
                 cgroup.apply({**(linux.get("resources") or {}), "devices": device_rules(spec)})
                 state.data.update(pid=init_pid, start_time=_start_time(init_pid))

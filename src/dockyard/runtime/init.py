@@ -25,7 +25,7 @@ class InitConfig:
 
     def __init__(self, spec: dict, rootfs: str, process: ProcessPlan, cgroup, cgroup_path: str,
                  fifo: str, no_pivot: bool = False, preserve_fds: int = 0,
-                 console_fd: int = -1, join_cgroup: bool = True):
+                 console_fd: int = -1):
         self.spec = spec
         self.rootfs = rootfs
         self.process = process
@@ -35,7 +35,6 @@ class InitConfig:
         self.no_pivot = no_pivot
         self.preserve_fds = preserve_fds
         self.console_fd = console_fd  # a connected --console-socket, when process.terminal
-        self.join_cgroup = join_cgroup  # False when the runtime joined before forking
         self.fifo_fd = -1
 
     @property
@@ -89,8 +88,6 @@ def stage1(cfg: InitConfig, chan: Channel) -> None:
         # not dumpable: no process of the container may open /proc/<pid>/exe (the host's
         # interpreter) or our memory while we run inside it (CVE-2019-5736 class)
         prctl(PR_SET_DUMPABLE, 0)
-        if cfg.join_cgroup:
-            cfg.cgroup.add_pid(os.getpid())
         # opened before a user namespace could take the right to open it away
         cfg.fifo_fd = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC)
         wanted = cfg.namespaces()
