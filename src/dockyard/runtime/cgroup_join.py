@@ -3,13 +3,12 @@
 A write to cgroup.procs takes the kernel's cgroup_threadgroup_rwsem for
 writing, which first waits for an RCU grace period (10-15 ms here; runc pays
 it too), holding cgroup_mutex (so a cgroup mkdir waits as well); writes that
-follow within about one more grace period are cheap. So the runtime:
-- `prime()`s at start-up: a forked child makes a no-op move of the runtime
-  into the cgroup it is already in, so the grace period runs while the
-  runtime imports, reads the config and plans the container;
-- then creates the container's cgroup and moves itself in (cheap now), so the
-  init stages it forks are born in the cgroup;
-- and `move`s back out, cheaply too, once the stages exist.
+follow within about one more grace period are cheap. So the runtime
+`prime()`s at start-up: a forked child makes a no-op move of the runtime into
+the cgroup it is already in, and the grace period runs while the runtime
+imports, reads the config and plans the container, and while the init
+stages build the container's namespaces and root file system. The init is
+moved into its cgroup afterwards, cheaply, before it may run anything.
 """
 
 import os
@@ -45,28 +44,3 @@ def prime() -> int:
         finally:
             os._exit(0)
     return primer
-
-
-def current_procs_files(pid: int | None = None) -> list[str]:
-    """The cgroup.procs files of the cgroups `pid` (default: this process) is in."""
-    from dockyard.linux.cgroups.common import cgroup_mounts, parse_proc_cgroup, v1_controllers
-
-    with open(f"/proc/{pid or 'self'}/cgroup") as f:
-        lines = parse_proc_cgroup(f.read())
-    files = []
-    for _root, point, fstype, superopts in cgroup_mounts():
-        want = [] if fstype == "cgroup2" else sorted(v1_controllers(superopts))
-        for hid, ctrls, path in lines:
-            if (fstype == "cgroup2" and hid == "0") or (want and sorted(ctrls) == want):
-                procs = os.path.join(point + path.rstrip("/"), "cgroup.procs")
-                if os.path.exists(procs):
-                    files.append(procs)
-                break
-    return files
-
-
-def move(pid: int, procs_files: list[str]) -> None:
-    """Write `pid` into each file (cheap right after a join: the grace period is paid)."""
-    for procs in procs_files:
-        with open(procs, "w") as f:
-            f.write(str(pid))

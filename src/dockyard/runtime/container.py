@@ -10,7 +10,7 @@ import time
 
 from dockyard.errors import Conflict, DockyardError, NotFound
 from dockyard.linux import cgroups
-from dockyard.runtime import cgroup_join, hooks
+from dockyard.runtime import hooks
 from dockyard.runtime import spec as specmod
 from dockyard.runtime.state import ContainerState, write_json_atomic
 from dockyard.runtime.sync import channel_pair
@@ -40,7 +40,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     linux = spec.get("linux") or {}
     cgroup_path = cgroups.path_from_spec(linux.get("cgroupsPath"), container_id,
                                          systemd_cgroup)
-    # Everything up to cgroup.create() overlaps the cgroup grace period (see cgroup_join).
+    # Everything up to cgroup.create() (in _join) overlaps the cgroup grace period
+    # that cgroup_join.prime() started.
     from dockyard.runtime.init import InitConfig, load_console_support, stage1
     from dockyard.runtime.process import ProcessPlan
     process = ProcessPlan.from_spec(spec["process"], linux.get("seccomp"))
@@ -50,7 +51,6 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     state = ContainerState.new(root, container_id, bundle, spec)
     state.data.update(rootfs=specmod.rootfs_path(spec, bundle), cgroup=cgroup_path)
     cgroup = cgroups.open_cgroup(cgroup_path)
-    origin = cgroup_join.current_procs_files()
     init_pid = 0
     parent = child = None
     try:
@@ -61,9 +61,6 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         elif console_fd >= 0:
             load_console_support()
         parent, child = channel_pair()
-        cgroup.create()
-        # the runtime itself joins, so the init stages it forks are born in the cgroup
-        cgroup.add_pid(os.getpid())
         cfg = InitConfig(spec, state.data["rootfs"], process, cgroup, cgroup_path, state.fifo,
                          no_pivot, preserve_fds, console_fd)
         if subreaper:
@@ -74,10 +71,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             parent.close()
             stage1(cfg, child)
         child.close()
-        init_pid = _follow_init(parent, spec, state, stage1_pid, cgroup, origin)
+        init_pid = _follow_init(parent, spec, state, stage1_pid, cgroup)
     except BaseException:
-        # out of the cgroup (even half-joined), before everything in it is killed
-        cgroup_join.move(os.getpid(), origin)
         if init_pid:
             _kill_quietly(init_pid)
         _destroy(cgroup)
@@ -96,10 +91,10 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     return state
 
 
-def _follow_init(chan, spec: dict, state: ContainerState, stage1_pid: int, cgroup,
-                 origin: list[str]) -> int:
+def _follow_init(chan, spec: dict, state: ContainerState, stage1_pid: int, cgroup) -> int:
     """Answer the init's requests until it reports ready; returns the init's pid."""
     init_pid = 0
+    joined = False
     linux = spec.get("linux") or {}
     try:
         while True:
@@ -110,18 +105,16 @@ def _follow_init(chan, spec: dict, state: ContainerState, stage1_pid: int, cgrou
             elif kind == "pid":
                 init_pid = int(payload)
                 os.waitpid(stage1_pid, 0)
-                # every process of the container exists: the runtime leaves its cgroup
-                # (hooks it runs must not count against the container's limits), then
-                # the limits are set
-                cgroup_join.move(os.getpid(), origin)
-                from dockyard.runtime.rootfs import device_rules
-                cgroup.apply({**(linux.get("resources") or {}), "devices": device_rules(spec)})
                 state.data.update(pid=init_pid, start_time=_start_time(init_pid))
                 state.save()
-            elif kind == "hooks":
-                state_json = _oci_state_json(state, "creating")
-                hooks.run_hooks(spec, "prestart", state_json)
-                hooks.run_hooks(spec, "createRuntime", state_json)
+            elif kind in ("cgroupns", "hooks"):
+                if not joined:
+                    _join(cgroup, init_pid, spec)
+                    joined = True
+                if kind == "hooks":
+                    state_json = _oci_state_json(state, "creating")
+                    hooks.run_hooks(spec, "prestart", state_json)
+                    hooks.run_hooks(spec, "createRuntime", state_json)
                 chan.send("ok")
             elif kind == "ready":
                 return init_pid
@@ -136,6 +129,18 @@ def _follow_init(chan, spec: dict, state: ContainerState, stage1_pid: int, cgrou
             except ChildProcessError:
                 pass
         raise
+
+
+def _join(cgroup, init_pid: int, spec: dict) -> None:
+    """Put the init into the container's cgroup, then set the limits.
+
+    Creating the cgroup waits for the grace period prime() started; the init
+    built its root file system meanwhile."""
+    from dockyard.runtime.rootfs import device_rules
+    cgroup.create()
+    cgroup.add_pid(init_pid)
+    linux = spec.get("linux") or {}
+    cgroup.apply({**(linux.get("resources") or {}), "devices": device_rules(spec)})
 
 
 def _start_time(pid: int) -> int:
@@ -186,10 +191,13 @@ def _kill_quietly(pid: int) -> None:
 
 
 def _destroy(cgroup) -> None:
+    """Remove a failed create's cgroup, which may not even exist yet."""
+    if not cgroup.exists():
+        return
     try:
         cgroup.kill_all(signal.SIGKILL)
-    except OSError:
-        pass
+    except (OSError, DockyardError):
+        pass  # destroy() below reports what is really left
     cgroup.destroy()
 
 

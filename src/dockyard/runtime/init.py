@@ -1,11 +1,15 @@
 """The container's init, in two stages forked from the runtime.
 
-stage 1: joins the cgroup, joins/creates the user namespace (the parent writes
-         the id maps), creates the other namespaces, forks stage 2 (pid 1 of a
-         new pid namespace) and exits.
-stage 2: builds the root file system, lets the parent run the prestart hooks,
-         pivots, drops privileges, reports ready, waits on exec.fifo for
+stage 1: joins/creates the user namespace (the parent writes the id maps),
+         creates the other namespaces, forks stage 2 (pid 1 of a new pid
+         namespace) and exits.
+stage 2: builds the root file system, waits while the runtime moves it into
+         the container's cgroup, sets the limits and runs the prestart hooks,
+         then pivots, drops privileges, reports ready, waits on exec.fifo for
          `start`, and execs the user's program.
+The stages run while the runtime waits for the cgroup (see cgroup_join): they
+join it late, which is why a new cgroup namespace is made by stage 2, once
+it is in its cgroup.
 Neither stage ever returns into the caller: both end in execve or os._exit.
 """
 
@@ -104,7 +108,7 @@ def stage1(cfg: InitConfig, chan: Channel) -> None:
             os.setresuid(0, 0, 0)
         flags = 0
         for kind, path in wanted.items():
-            if not path and kind != "user":
+            if not path and kind not in ("user", "cgroup"):
                 flags |= ns.NAMESPACES[kind][0]
         if flags:
             ns.unshare(flags)
@@ -119,13 +123,22 @@ def stage2(cfg: InitConfig, chan: Channel) -> None:
     try:
         wanted = cfg.namespaces()
         spec, proc = cfg.spec, cfg.process
-        if "mount" in wanted and not wanted["mount"]:
-            _build_rootfs(cfg, wanted)
+        if wanted.get("cgroup") == "":
+            # the namespace's root is the cgroup we are in: wait to be in the container's
+            chan.send("cgroupns")
+            chan.expect("ok")
+            ns.unshare(ns.CLONE_NEWCGROUP)
+        new_mnt = "mount" in wanted and not wanted["mount"]
+        if new_mnt:
+            rootfs = _RootfsBuilder(cfg, wanted)
+            rootfs.before_cgroup()
         if "uts" in wanted and spec.get("hostname"):
             name = spec["hostname"].encode()
             call(libc.sethostname, name, len(name), what="sethostname")
-        chan.send("hooks")  # the runtime sets the limits and runs the prestart hooks
+        chan.send("hooks")  # the runtime moves us into the cgroup, sets limits, runs hooks
         chan.expect("ok")
+        if new_mnt:
+            rootfs.after_cgroup()
         state = _state_json(cfg)
         run_hooks(spec, "createContainer", state)
         fifo = cfg.fifo_fd
@@ -158,17 +171,36 @@ def _state_json(cfg: InitConfig) -> bytes:
                os.path.dirname(cfg.rootfs).encode()))
 
 
-def _build_rootfs(cfg: InitConfig, wanted: dict[str, str]) -> None:
-    spec = cfg.spec
-    bundle = os.path.dirname(cfg.rootfs)
-    rfs.prepare_root(cfg.rootfs, rfs.propagation_flags(spec))
-    steps = rfs.plan_mounts(spec, bundle)
-    rfs.mount_all(cfg.rootfs, steps, cfg.cgroup_path, cgroupns="cgroup" in wanted,
-                  newnet=wanted.get("network") == "")
-    dests = {s.destination.rstrip("/") for s in steps}
-    rfs.create_devices(cfg.rootfs, rfs.plan_devices(spec), bind_from_host="user" in wanted)
-    rfs.create_dev_symlinks(cfg.rootfs, has_devpts="/dev/pts" in dests,
-                            has_proc="/proc" in dests)
+class _RootfsBuilder:
+    """Mounts in two parts: those before the first cgroup mount are made while the
+    runtime waits for the container's cgroup; that mount and the rest, once the
+    cgroup exists (a cgroup mount shows the container's own cgroup)."""
+
+    def __init__(self, cfg: InitConfig, wanted: dict[str, str]):
+        self.cfg = cfg
+        self.wanted = wanted
+        self.steps = rfs.plan_mounts(cfg.spec, os.path.dirname(cfg.rootfs))
+        self.split = next((i for i, s in enumerate(self.steps)
+                           if s.fstype in ("cgroup", "cgroup2") and not s.bind),
+                          len(self.steps))
+
+    def _mount(self, steps: list) -> None:
+        rfs.mount_all(self.cfg.rootfs, steps, self.cfg.cgroup_path,
+                      cgroupns="cgroup" in self.wanted,
+                      newnet=self.wanted.get("network") == "")
+
+    def before_cgroup(self) -> None:
+        rfs.prepare_root(self.cfg.rootfs, rfs.propagation_flags(self.cfg.spec))
+        self._mount(self.steps[:self.split])
+
+    def after_cgroup(self) -> None:
+        cfg, steps = self.cfg, self.steps
+        self._mount(steps[self.split:])
+        dests = {s.destination.rstrip("/") for s in steps}
+        rfs.create_devices(cfg.rootfs, rfs.plan_devices(cfg.spec),
+                           bind_from_host="user" in self.wanted)
+        rfs.create_dev_symlinks(cfg.rootfs, has_devpts="/dev/pts" in dests,
+                                has_proc="/proc" in dests)
 
 
 def _after_pivot(cfg: InitConfig) -> None:
