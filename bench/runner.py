@@ -108,6 +108,8 @@ def run_scenario(scenario: Scenario, *, runs: int, warmup: int, self_check: bool
             counted = i >= warmup
             for side, fn in sides:
                 if side.error is None and side.skipped is None:
+                    if scenario.settle:
+                        time.sleep(scenario.settle)
                     _one_run(side, fn, counted)
             if all(s.error or s.skipped for s, _ in sides):
                 break

@@ -29,6 +29,10 @@ class Scenario:
     target: str | None = None
     # Numeric threshold of the median time ratio ours/reference that counts as "met".
     target_ratio: float | None = None
+    # Seconds to pause before every timed run, so that one run's after-effects in the
+    # kernel (e.g. the cgroup lock's fast path switched off for a grace period after a
+    # cgroup.procs write) do not speed up or slow down the next run of the other side.
+    settle: float = 0.0
     ours_label: str = "dockyard"
     reference_label: str = "reference"
 
