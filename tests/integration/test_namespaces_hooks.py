@@ -107,15 +107,18 @@ def test_hooks_get_the_state_on_stdin(container, tmp_path):
 
     def mutate(spec):
         spec["hooks"] = {kind: [{"path": str(hook), "args": ["hook.sh", kind]}]
-                         for kind in ("prestart", "createRuntime", "poststart", "poststop")}
+                         for kind in ("prestart", "createRuntime", "createContainer",
+                                      "poststart", "poststop")}
     cid, result = container(["true"], mutate)
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
     kinds = [line.split(" ", 1)[0] for line in lines]
-    assert kinds == ["prestart", "createRuntime", "poststart", "poststop"]
-    prestart = json.loads(lines[0].split(" ", 1)[1])
-    assert prestart["id"] == cid and prestart["status"] == "creating" and prestart["pid"] > 0
-    assert json.loads(lines[3].split(" ", 1)[1])["status"] == "stopped"
+    assert kinds == ["prestart", "createRuntime", "createContainer", "poststart", "poststop"]
+    states = [json.loads(line.split(" ", 1)[1]) for line in lines]
+    assert states[0]["id"] == cid and states[0]["status"] == "creating"
+    assert states[0]["pid"] > 1  # the host's view of the init
+    assert states[2]["pid"] == states[0]["pid"]  # createContainer runs inside, same state
+    assert states[4]["status"] == "stopped"
 
 
 def test_failing_prestart_hook_aborts_create_and_cleans_up(container, tmp_path):

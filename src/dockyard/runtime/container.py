@@ -115,7 +115,9 @@ def _follow_init(chan, spec: dict, state: ContainerState, stage1_pid: int, cgrou
                     state_json = _oci_state_json(state, "creating")
                     hooks.run_hooks(spec, "prestart", state_json)
                     hooks.run_hooks(spec, "createRuntime", state_json)
-                chan.send("ok")
+                    chan.send("ok", state_json.decode())  # for the init's own hooks
+                else:
+                    chan.send("ok")
             elif kind == "ready":
                 return init_pid
             elif kind == "error":

@@ -136,10 +136,9 @@ def stage2(cfg: InitConfig, chan: Channel) -> None:
             name = spec["hostname"].encode()
             call(libc.sethostname, name, len(name), what="sethostname")
         chan.send("hooks")  # the runtime moves us into the cgroup, sets limits, runs hooks
-        chan.expect("ok")
+        state = chan.expect("ok").encode()  # the OCI state, for our own hooks' stdin
         if new_mnt:
             rootfs.after_cgroup()
-        state = _state_json(cfg)
         run_hooks(spec, "createContainer", state)
         fifo = cfg.fifo_fd
         proc.set_rlimits()
@@ -162,13 +161,6 @@ def stage2(cfg: InitConfig, chan: Channel) -> None:
         proc.exec(path)
     except BaseException as e:  # noqa: BLE001
         _fail(chan, e)
-
-
-def _state_json(cfg: InitConfig) -> bytes:
-    # the same shape as `state` prints; hooks read it on stdin
-    return (b'{"ociVersion":"1.0.2","id":"%s","status":"creating","pid":%d,"bundle":"%s"}'
-            % (os.path.basename(os.path.dirname(cfg.fifo)).encode(), os.getpid(),
-               os.path.dirname(cfg.rootfs).encode()))
 
 
 class _RootfsBuilder:
