@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
-DOCKER_PROFILE = "/work/shared/specs/docker-seccomp-default.json"
-ARCHES = {
-    "x86_64": ("amd64", ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]),
-    "aarch64": ("arm64", ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]),
-}
+# ../shared beside the checkout, as for the developers and CI
+DOCKER_PROFILE = str(Path(__file__).resolve().parents[2].parent
+                     / "shared/specs/docker-seccomp-default.json")
 
 
 def writable(s):
@@ -53,38 +54,56 @@ def test_seccomp_errno_ret(rt):
 
 
 def docker_profile_to_oci(caps: list[str]) -> dict:
-    """Docker's profile format -> OCI linux.seccomp, for this arch and these caps."""
-    machine = platform.machine()
-    if machine not in ARCHES:
-        pytest.skip(f"no arch mapping for {machine}")
-    arch, scmp_arches = ARCHES[machine]
+    """Docker's profile format -> OCI linux.seccomp for these caps, as dockerd makes it."""
+    from dockyard.linux.seccomp_profile import resolve_docker_profile
+
     with open(DOCKER_PROFILE) as f:
-        prof = json.load(f)
-    syscalls = []
-    for rule in prof["syscalls"]:
-        inc, exc = rule.get("includes", {}), rule.get("excludes", {})
-        if inc.get("arches") and arch not in inc["arches"]:
-            continue
-        if inc.get("caps") and not set(inc["caps"]) <= set(caps):
-            continue
-        if exc.get("arches") and arch in exc["arches"]:
-            continue
-        if exc.get("caps") and set(exc["caps"]) & set(caps):
-            continue
-        out = {"names": rule["names"], "action": rule["action"]}
-        if "errnoRet" in rule:
-            out["errnoRet"] = rule["errnoRet"]
-        if rule.get("args"):
-            out["args"] = rule["args"]
-        syscalls.append(out)
-    spec = {
-        "defaultAction": prof["defaultAction"],
-        "architectures": scmp_arches,
-        "syscalls": syscalls,
-    }
-    if "defaultErrnoRet" in prof:
-        spec["defaultErrnoRet"] = prof["defaultErrnoRet"]
-    return spec
+        return resolve_docker_profile(json.load(f), caps, arch=platform.machine())
+
+
+KEYCTL_PROBE = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    /* KEYCTL_GET_KEYRING_ID of the session keyring, creating it */
+    long r = syscall(SYS_keyctl, 0, -3, 1);
+    printf("keyctl: %s\n", r < 0 ? strerror(errno) : "ok");
+    return r < 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def keyctl_probe(tmp_path_factory) -> str:
+    """A static binary calling keyctl(2): busybox has no applet for it."""
+    d = tmp_path_factory.mktemp("probe")
+    (d / "probe.c").write_text(KEYCTL_PROBE)
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(d / "keyctl-probe"), str(d / "probe.c")],
+                   check=True, capture_output=True)
+    return str(d / "keyctl-probe")
+
+
+@pytest.mark.skipif(
+    not os.path.exists(DOCKER_PROFILE), reason="docker default profile not available"
+)
+def test_docker_default_profile_blocks_keyctl(rt, keyctl_probe):
+    def control(s):
+        pass
+
+    def conf(s):
+        s["linux"]["seccomp"] = docker_profile_to_oci(s["process"]["capabilities"]["bounding"])
+
+    results = []
+    for configure in (control, conf):
+        b = rt.bundle(["/keyctl-probe"], configure=configure)
+        shutil.copy(keyctl_probe, b.rootfs / "keyctl-probe")
+        results.append(rt.run_fg(b))
+    assert results[0].stdout.strip() == "keyctl: ok", results[0].output
+    assert results[1].stdout.strip() == "keyctl: Operation not permitted", results[1].output
+    assert results[1].returncode == 1
 
 
 @pytest.mark.skipif(
