@@ -12,8 +12,12 @@ import os
 import sys
 
 SCRIPTS = {
-    "dockyard": ("dockyard.cli.main", "main"),
-    "dockyard-runtime": ("dockyard.runtime.cli", "main"),
+    "dockyard": ("dockyard.cli.main", "main", ""),
+    # create/run start the cgroup grace period before anything else (see cgroup_join)
+    "dockyard-runtime": ("dockyard.runtime.cli", "main",
+                         ('if "create" in sys.argv or "run" in sys.argv:\n'
+                          "    from dockyard.runtime.cgroup_join import prime\n"
+                          "    prime()\n")),
 }
 
 TEMPLATE = """#!{python} -IS
@@ -22,7 +26,7 @@ TEMPLATE = """#!{python} -IS
 import os
 import sys
 sys.path[:] = {paths!r}
-from {module} import {func}
+{preamble}from {module} import {func}
 code = {func}()
 sys.stdout.flush()
 sys.stderr.flush()
@@ -33,11 +37,12 @@ os._exit(code if isinstance(code, int) else 0)
 def write_launchers(bindir: str) -> None:
     paths = [p for p in sys.path if p and os.path.isdir(p) and p != os.getcwd()]
     python = os.path.join(bindir, "python")
-    for name, (module, func) in SCRIPTS.items():
+    for name, (module, func, preamble) in SCRIPTS.items():
         target = os.path.join(bindir, name)
         tmp = target + ".tmp"
         with open(tmp, "w") as f:
-            f.write(TEMPLATE.format(python=python, paths=paths, module=module, func=func))
+            f.write(TEMPLATE.format(python=python, paths=paths, module=module, func=func,
+                                    preamble=preamble))
         os.chmod(tmp, 0o755)
         os.rename(tmp, target)
 

@@ -13,11 +13,16 @@ moved into its cgroup afterwards, cheaply, before it may run anything.
 
 import os
 
+_primed = False
+
 
 def prime() -> int:
-    """Start the grace period now, in a child (0 if nothing could be primed).
-
-    Only `os` is used: this runs before the runtime's other imports."""
+    """Start the grace period now, in a child (0 if nothing could be primed, or if
+    this process did already). Only `os` is used: this runs before other imports."""
+    global _primed
+    if _primed:
+        return 0
+    _primed = True
     try:
         with open("/proc/self/cgroup") as f:
             lines = f.read().splitlines()

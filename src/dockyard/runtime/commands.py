@@ -1,19 +1,20 @@
 """One function per `dockyard-runtime` command: arguments in, output out."""
 
-import json
 import os
-import signal
 import sys
 import time
 
+from dockyard.linux import signals as sg
 from dockyard.runtime import container as ct
+from dockyard.runtime import jsonio
 from dockyard.runtime.cli import parse_duration, parse_signal
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2)
+FORWARDED = (sg.SIGTERM, sg.SIGINT, sg.SIGHUP, sg.SIGQUIT, sg.SIGUSR1, sg.SIGUSR2)
 
 
 def _dump(obj) -> None:
+    import json
+
     print(json.dumps(obj, indent=2))
 
 
@@ -72,7 +73,7 @@ def cmd_run(args) -> int:
 def _wants_terminal(bundle: str) -> bool:
     try:
         with open(os.path.join(bundle, "config.json"), "rb") as f:
-            return bool((json.load(f).get("process") or {}).get("terminal"))
+            return bool((jsonio.load(f).get("process") or {}).get("terminal"))
     except (OSError, ValueError):
         return False
 
@@ -84,7 +85,7 @@ def _forward_signals(pid: int) -> None:
         except ProcessLookupError:
             pass
     for sig in FORWARDED:
-        signal.signal(sig, forward)
+        sg.set_handler(sig, forward)
 
 
 def _wait(pid: int) -> int:
@@ -129,6 +130,8 @@ def cmd_resume(args) -> int:
 
 
 def cmd_list(args) -> int:
+    import json
+
     states = ct.list_all(args.root)
     if args.quiet:
         for s in states:
@@ -146,6 +149,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_ps(args) -> int:
+    import json
+
     pids = ct.pids(args.root, args.id)
     if args.format == "json":
         print(json.dumps(pids))
@@ -197,6 +202,8 @@ def cmd_exec(args) -> int:
 
 
 def _exec_process(args) -> dict:
+    import json
+
     """The process to exec: --process JSON, or the container's process with overrides."""
     if args.process:
         with open(args.process) as f:
@@ -229,6 +236,8 @@ def _exec_process(args) -> dict:
 
 
 def cmd_update(args) -> int:
+    import json
+
     if args.resources:
         if args.resources == "-":
             resources = json.load(sys.stdin)
@@ -275,6 +284,8 @@ def _resources_from_flags(args) -> dict:
 
 
 def cmd_events(args) -> int:
+    import json
+
     if args.stats:
         print(json.dumps({"type": "stats", "id": args.id, "data": ct.stats(args.root, args.id)}))
         return 0
@@ -292,6 +303,8 @@ def cmd_events(args) -> int:
 
 
 def cmd_spec(args) -> int:
+    import json
+
     from dockyard.runtime.defaults import default_spec
     path = os.path.join(args.bundle, "config.json")
     if os.path.exists(path):

@@ -5,12 +5,12 @@ command line over it. Every function takes the state root and the id.
 """
 
 import os
-import signal
 import time
 
 from dockyard.errors import Conflict, DockyardError, NotFound
 from dockyard.linux import cgroups
-from dockyard.runtime import hooks
+from dockyard.linux.signals import SIGKILL
+from dockyard.runtime import hooks, jsonio
 from dockyard.runtime import spec as specmod
 from dockyard.runtime.state import ContainerState, write_json_atomic
 from dockyard.runtime.sync import channel_pair
@@ -151,8 +151,7 @@ def _start_time(pid: int) -> int:
 
 
 def _oci_state_json(state: ContainerState, status: str) -> bytes:
-    import json
-    return json.dumps(state.oci_state(status)).encode()
+    return jsonio.dumps(state.oci_state(status)).encode()
 
 
 def _write_id_maps(pid: int, linux: dict) -> None:
@@ -187,7 +186,7 @@ def _write_pid_file(path: str, pid: int) -> None:
 
 def _kill_quietly(pid: int) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -197,7 +196,7 @@ def _destroy(cgroup) -> None:
     if not cgroup.exists():
         return
     try:
-        cgroup.kill_all(signal.SIGKILL)
+        cgroup.kill_all(SIGKILL)
     except (OSError, DockyardError):
         pass  # destroy() below reports what is really left
     cgroup.destroy()
@@ -224,7 +223,7 @@ def start(root: str, container_id: str) -> ContainerState:
         try:
             hooks.run_hooks(spec, "poststart", _oci_state_json(state, "running"))
         except hooks.HookError:
-            kill(root, container_id, signal.SIGKILL)
+            kill(root, container_id, SIGKILL)
             raise
     return state
 
@@ -272,7 +271,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         if status == "paused":
             cgroup.thaw()
         _kill_quietly(state.pid)
-        cgroup.kill_all(signal.SIGKILL)
+        cgroup.kill_all(SIGKILL)
         _wait_gone(state)
     spec = state.config()
     if (spec.get("hooks") or {}).get("poststop"):

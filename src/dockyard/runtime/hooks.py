@@ -5,10 +5,10 @@ after pivot_root (startContainer), where no Python import may happen.
 """
 
 import os
-import signal
 import time
 
 from dockyard.errors import DockyardError
+from dockyard.linux.signals import SIGKILL
 
 
 class HookError(DockyardError):
@@ -41,7 +41,7 @@ def run_hook(hook: dict, state_json: bytes, kind: str) -> None:
         if done:
             break
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, SIGKILL)
             os.waitpid(pid, 0)
             raise HookError(f"{kind} hook {path} timed out after {timeout}s")
         time.sleep(0.005)

@@ -6,11 +6,11 @@ benchmarked) and every error names the field as a dotted path, e.g.
 `linux.namespaces[2].type: unknown namespace type "foo"`.
 """
 
-import json
 import os
 
 from dockyard.errors import ConfigError
 from dockyard.linux.namespaces import NAMESPACES
+from dockyard.runtime import jsonio
 
 RLIMITS = {
     "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
@@ -74,7 +74,7 @@ def load(bundle: str) -> dict:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            spec = json.load(f)
+            spec = jsonio.load(f)
     except FileNotFoundError:
         raise ConfigError("", f"no config.json in bundle {bundle}") from None
     except (ValueError, UnicodeDecodeError) as e:

@@ -5,12 +5,14 @@ process is identified by pid *and* start time, so a recycled pid is not
 mistaken for the container.
 """
 
-import json
 import os
 import time
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
-from dockyard.runtime import DEFAULT_ROOT  # noqa: F401 - re-exported
+from dockyard.runtime import (
+    DEFAULT_ROOT,  # noqa: F401 - re-exported
+    jsonio,
+)
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
@@ -42,7 +44,7 @@ def write_json_atomic(path: str, data) -> None:
     # lives on /run, which does not outlive a power loss anyway.
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(data, f)
+        jsonio.dump(data, f)
     os.rename(tmp, path)
 
 
@@ -94,7 +96,7 @@ class ContainerState:
         check_id(container_id)
         try:
             with open(os.path.join(root, container_id, STATE_FILE)) as f:
-                data = json.load(f)
+                data = jsonio.load(f)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"container does not exist: {container_id}") from None
         except ValueError:
@@ -120,7 +122,7 @@ class ContainerState:
 
     def config(self) -> dict:
         with open(os.path.join(self.dir, CONFIG_FILE)) as f:
-            return json.load(f)
+            return jsonio.load(f)
 
     def save_config(self, spec: dict) -> None:
         write_json_atomic(os.path.join(self.dir, CONFIG_FILE), spec)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 
 from dockyard.errors import ConfigError, SystemError_
+from dockyard.linux.signals import SIGKILL
 
 MAX_UINT64 = (1 << 64) - 1
 
@@ -407,7 +407,7 @@ class Cgroup:
         signal_pids(self.pids(), sig)
         # A frozen task only dies of SIGKILL once thawed; other signals leave a
         # paused container paused.
-        if froze or (was_frozen and sig == signal.SIGKILL):
+        if froze or (was_frozen and sig == SIGKILL):
             self.thaw()
 
     def __repr__(self) -> str:

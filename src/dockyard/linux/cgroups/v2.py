@@ -19,10 +19,10 @@ Also unsupported on v2, as in runc: realtime cpu limits and net_cls/net_prio
 from __future__ import annotations
 
 import os
-import signal
 
 from dockyard.errors import ConfigError, SystemError_
 from dockyard.linux.cgroups import common as c
+from dockyard.linux.signals import SIGKILL
 
 R = "linux.resources"
 
@@ -145,7 +145,7 @@ class CgroupV2(c.Cgroup):
         self._set_frozen(False)
 
     def kill_all(self, sig: int) -> None:
-        if sig == signal.SIGKILL and os.path.exists(self._f("cgroup.kill")):
+        if sig == SIGKILL and os.path.exists(self._f("cgroup.kill")):
             c.write_raw(self._f("cgroup.kill"), "1")
             return
         super().kill_all(sig)
