@@ -77,10 +77,18 @@ class CgroupV1(c.Cgroup):
 
     def create(self) -> None:
         for d in self.dirs():
-            try:
-                os.makedirs(d, exist_ok=True)
-            except OSError as e:
-                raise SystemError_(f"cannot create cgroup {d}: {e.strerror}") from None
+            for attempt in range(3):
+                try:
+                    os.makedirs(d, exist_ok=True)
+                    break
+                except FileNotFoundError:
+                    # an empty parent removed meanwhile by someone else (rmdir of a cgroup
+                    # with no children races with makedirs): create it again
+                    if attempt == 2:
+                        raise SystemError_(f"cannot create cgroup {d}: its parent keeps "
+                                           "disappearing") from None
+                except OSError as e:
+                    raise SystemError_(f"cannot create cgroup {d}: {e.strerror}") from None
         if "cpuset" in self.mounts:
             self._init_cpuset()
 
