@@ -22,8 +22,8 @@ def step(title: str) -> None:
     print(f"\n\033[1m== {title}\033[0m", flush=True)
 
 
-def runtime(root: str, *args: str, check: bool = True, detached_stdio: str = ""
-            ) -> subprocess.CompletedProcess:
+def runtime(root: str, *args: str, check: bool = True, detached_stdio: str = "",
+            quiet: bool = False) -> subprocess.CompletedProcess:
     """Run one command; `detached_stdio` is a file for a container's stdio (create keeps
     its stdio open in the container, so it must not be a pipe we wait on)."""
     cmd = [RUNTIME, "--root", root, *args]
@@ -34,13 +34,19 @@ def runtime(root: str, *args: str, check: bool = True, detached_stdio: str = ""
                                     text=True)
     else:
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.stdout:
+    if result.stdout and not quiet:
         print(result.stdout, end="" if result.stdout.endswith("\n") else "\n")
     if result.stderr:
         print(result.stderr, end="", file=sys.stderr)
     if check and result.returncode != 0:
         sys.exit(f"demo: step failed with exit status {result.returncode}")
     return result
+
+
+def status(root: str, cid: str) -> str:
+    state = json.loads(runtime(root, "state", cid, quiet=True).stdout)
+    print(f"  -> status {state['status']}, pid {state['pid']}")
+    return state["status"]
 
 
 def main() -> None:
@@ -75,17 +81,17 @@ def main() -> None:
         step("the lifecycle: create -> created, start -> running, kill -> stopped, delete")
         log = os.path.join(tmp, "container.log")
         runtime(root, "create", "--bundle", bundle, "demo", detached_stdio=log)
-        print("status:", json.loads(runtime(root, "state", "demo").stdout)["status"])
+        status(root, "demo")
         runtime(root, "start", "demo")
         time.sleep(0.2)
         with open(log) as f:
             print("the container wrote:", f.read().strip())
-        print("status:", json.loads(runtime(root, "state", "demo").stdout)["status"])
+        status(root, "demo")
         runtime(root, "exec", "demo", "ps")
         runtime(root, "list")
         runtime(root, "kill", "demo", "KILL")
         for _ in range(100):
-            if json.loads(runtime(root, "state", "demo").stdout)["status"] == "stopped":
+            if status(root, "demo") == "stopped":
                 break
             time.sleep(0.05)
         runtime(root, "delete", "demo")
