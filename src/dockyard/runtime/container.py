@@ -20,7 +20,7 @@ class ContainerError(DockyardError):
     pass
 
 
-def _cgroup(state: ContainerState, spec: dict | None = None):
+def _cgroup(state: ContainerState):
     return cgroups.open_cgroup(state.data["cgroup"])
 
 
@@ -46,8 +46,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     from dockyard.runtime.process import ProcessPlan
     process = ProcessPlan.from_spec(spec["process"], linux.get("seccomp"))
     if process.terminal and not console_socket and console_fd < 0:
-        raise ContainerError("cannot allocate tty if runc will detach without setting "
-                             "console socket")
+        raise ContainerError("process.terminal is set but no --console-socket was given "
+                             "to receive the tty")
     state = ContainerState.new(root, container_id, bundle, spec)
     state.data.update(rootfs=specmod.rootfs_path(spec, bundle), cgroup=cgroup_path)
     cgroup = cgroups.open_cgroup(cgroup_path)
