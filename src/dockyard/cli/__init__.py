@@ -1,0 +1,1 @@
+"""The `dockyard` command: one module per noun; parsing and output only."""
