@@ -11,6 +11,7 @@ DEB_PACKAGES=(
   runc                # the reference runtime (benchmarks, comparisons)
   docker.io containerd  # the real dockerd as a peer in tests
   iptables iproute2 procps util-linux
+  skopeo docker-registry apache2-utils  # registry server peers (skopeo, Distribution, htpasswd)
   gcc libc6-dev       # tests build a static probe for syscalls busybox has no applet for
 )
 

@@ -1,0 +1,1 @@
+"""The registry: the distribution client (pull, push, auth) and `dockyard registry serve`."""
