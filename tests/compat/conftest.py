@@ -1,6 +1,6 @@
 """Fixtures for running the real dockerd as a peer with our OCI runtime.
 
-One private dockerd per session (see dockerd_peer.py). Its runtimes:
+One private dockerd per session (see dockyard/devtools/dockerd_peer.py). Its runtimes:
 
   dockyard  -> $DOCKYARD_RUNTIME_BIN (default .venv/bin/dockyard-runtime)
   dyk-runc  -> /usr/sbin/runc (validates the tests themselves)
@@ -14,16 +14,13 @@ TEST_RUNTIME (env) or --test-runtime (option) picks the one the tests pass to
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 import warnings
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from dockerd_peer import DockerdPeer, PeerError, peer_missing
+from dockyard.devtools.dockerd_peer import DockerdPeer, PeerError, peer_missing
 
 REPO = Path(__file__).resolve().parents[2]
 RUNC = "/usr/sbin/runc"

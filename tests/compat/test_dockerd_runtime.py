@@ -1,7 +1,7 @@
 """The real dockerd (20.10, via containerd-shim-runc-v2) driving an OCI runtime.
 
 The runtime is TEST_RUNTIME: "dockyard" (ours, the default) or "dyk-runc"
-(runc, to validate the tests). See conftest.py and dockerd_peer.py.
+(runc, to validate the tests). See conftest.py and dockyard/devtools/dockerd_peer.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import re
 import time
 
 import pytest
-from dockerd_peer import IMAGE, peer_missing
+
+from dockyard.devtools.dockerd_peer import IMAGE, peer_missing
 
 pytestmark = [
     pytest.mark.root,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from dockerd_peer import IMAGE, DockerdPeer
+
+from dockyard.devtools.dockerd_peer import IMAGE, DockerdPeer
 
 pytestmark = pytest.mark.dockerd
 
