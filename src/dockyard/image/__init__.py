@@ -1,0 +1,1 @@
+"""Images: content store, references, formats, layers, snapshots and image metadata."""
