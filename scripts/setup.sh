@@ -12,6 +12,7 @@ DEB_PACKAGES=(
   docker.io containerd  # the real dockerd as a peer in tests
   iptables iproute2 procps util-linux
   skopeo docker-registry apache2-utils  # registry server peers (skopeo, Distribution, htpasswd)
+  python3-cryptography  # the registry token-auth test signs its JWTs (x5c, RS256)
   gcc libc6-dev       # tests build a static probe for syscalls busybox has no applet for
 )
 
