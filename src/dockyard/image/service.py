@@ -1,0 +1,270 @@
+"""The image service: pull, push, tag, remove, list, import, prune.
+
+One facade over the content store, the image store, the snapshotter and the
+registry client; the `dockyard image` commands use it directly now, the
+daemon's API will use it in-process later. Archives (save/load) live in
+image/archive.py, docker's JSON shapes (inspect/history) in image/inspect.py.
+"""
+
+import asyncio
+import hashlib
+import os
+import tempfile
+from typing import BinaryIO
+
+from dockyard.errors import Conflict, InvalidArgument
+from dockyard.image import digest as dg
+from dockyard.image import formats
+from dockyard.image.content import ContentStore
+from dockyard.image.reference import Reference, parse
+from dockyard.image.store import ImageRecord, ImageStore, LayerRecord
+
+LAYER_COMPRESSION = "gzip"  # what push sends: every registry and engine reads gzip
+
+
+class ImageService:
+    def __init__(self, data_root: str, *, config_dir: str | None = None,
+                 insecure: tuple[str, ...] = (), mirrors: tuple[str, ...] = ()):
+        from dockyard.image.snapshot import Snapshotter
+
+        self.data_root = data_root
+        self.root = os.path.join(data_root, "image")
+        self.content = ContentStore(os.path.join(self.root, "content"))
+        self.images = ImageStore(self.root, self.content)
+        self.snapshots = Snapshotter(os.path.join(data_root, "snapshots"))
+        self.config_dir = config_dir
+        self.insecure = insecure
+        self.mirrors = mirrors
+        self.tmp = os.path.join(self.root, "tmp")
+        os.makedirs(self.tmp, exist_ok=True)
+
+    def close(self) -> None:
+        self.images.close()
+
+    # -- registry ----------------------------------------------------------------
+
+    def _client(self):
+        from dockyard.registry.client import CredentialStore, RegistryClient
+
+        creds = CredentialStore(self.config_dir) if self.config_dir else None
+        return RegistryClient(credentials=creds, insecure=self.insecure, mirrors=self.mirrors)
+
+    def pull(self, name: str, progress=None) -> str:
+        """Pull `name` (docker's normalisation); returns the image id."""
+        ref = parse(name)
+        had = self.images.lookup(ref)
+        pulled = asyncio.run(self._client().pull(ref, self.content, progress=progress))
+        config = formats.parse_config(pulled.config_bytes)
+        diff_ids = formats.diff_ids(config)
+        if len(diff_ids) != len(pulled.layers):
+            raise InvalidArgument(f"image config of {ref.familiar()} lists {len(diff_ids)} "
+                                  f"layers, its manifest {len(pulled.layers)}")
+        layers = [LayerRecord(diff_id=d, digest=desc["digest"], media_type=desc["mediaType"],
+                              size=desc["size"]) for d, desc in zip(diff_ids, pulled.layers)]
+        self.unpack(layers, progress)
+        image_id = self.images.add(pulled.config_bytes, layers)
+        if ref.tag:
+            self.images.tag(image_id, ref)
+        self.images.add_repo_digest(image_id, ref.with_digest(pulled.repo_digest))
+        if progress is not None:
+            news = "Image is up to date" if had == image_id else "Downloaded newer image"
+            progress.status(f"Status: {news} for {ref.familiar()}")
+        return image_id
+
+    def push(self, name: str, progress=None) -> str:
+        """Push the image tagged `name`; returns the manifest digest."""
+        ref = parse(name)
+        image = self.images.get(self.images.resolve(str(ref)))
+        layers = [self.ensure_blob(image, i) for i in range(len(image.layers))]
+        config_desc = formats.descriptor(formats.DOCKER_CONFIG, dg.of_bytes(image.config_bytes),
+                                         len(image.config_bytes))
+        self.content.put(image.config_bytes, config_desc["digest"])
+        layer_descs = [formats.descriptor(layer.media_type, layer.digest, layer.size)
+                       for layer in layers]
+        manifest = formats.make_manifest(config_desc, layer_descs)
+        digest = asyncio.run(self._client().push(
+            ref, manifest=manifest, media_type=formats.DOCKER_MANIFEST,
+            blobs=layer_descs + [config_desc], content=self.content, progress=progress))
+        self.images.add_repo_digest(image.id, ref.with_digest(digest))
+        if progress is not None:
+            progress.status(f"{ref.tag or 'latest'}: digest: {digest} size: {len(manifest)}")
+        return digest
+
+    # -- layers ------------------------------------------------------------------
+
+    def unpack(self, layers: list[LayerRecord], progress=None) -> None:
+        """Make sure every layer's snapshot exists, bottom up; checks diffIDs."""
+        from dockyard.image.compression import open_decompressed
+        from dockyard.image.layers import apply_layer
+
+        parent = None
+        for chain, layer in zip(formats.chain_ids([x.diff_id for x in layers]), layers):
+            if not self.snapshots.exists(chain):
+                def fill(directory: str, layer: LayerRecord = layer) -> None:
+                    with self.content.open(layer.digest) as blob:
+                        diff_id, size = apply_layer(directory, open_decompressed(blob))
+                    if diff_id != layer.diff_id:
+                        raise InvalidArgument(f"layer {layer.digest}: content has diff id "
+                                              f"{diff_id}, the image config says "
+                                              f"{layer.diff_id}")
+                    layer.uncompressed_size = size
+                self.snapshots.create_layer(chain, parent, fill)
+                if progress is not None and layer.digest:
+                    progress.layer_done(dg.short_id(layer.digest), "Pull complete")
+            elif not layer.uncompressed_size:
+                layer.uncompressed_size = self.snapshots.usage(chain)
+            parent = chain
+
+    def add_layer_tar(self, stream: BinaryIO, parent: str | None) -> LayerRecord:
+        """An uncompressed-or-compressed layer tar -> a compressed blob and a snapshot."""
+        from dockyard.image.compression import compress, open_decompressed
+        from dockyard.image.layers import apply_layer
+
+        with tempfile.TemporaryFile(dir=self.tmp) as raw:
+            diff_id = _copy_hashing(open_decompressed(stream), raw)
+            size = raw.tell()
+            chain = formats.chain_ids([parent, diff_id])[1] if parent else diff_id
+            if not self.snapshots.exists(chain):
+                raw.seek(0)
+                self.snapshots.create_layer(chain, parent, lambda d: apply_layer(d, raw))
+            raw.seek(0)
+            with self.content.writer(f"layer-{os.getpid()}-{id(raw)}") as writer:
+                digest, csize = compress(raw, writer, LAYER_COMPRESSION)
+                writer.commit()
+        return LayerRecord(diff_id=diff_id, digest=digest, media_type=formats.DOCKER_LAYER_GZIP,
+                           size=csize, uncompressed_size=size)
+
+    def ensure_blob(self, image: ImageRecord, index: int) -> LayerRecord:
+        """The layer's compressed blob, made from its snapshot if it has none yet."""
+        layer = image.layers[index]
+        if layer.digest and self.content.exists(layer.digest):
+            return layer
+        from dockyard.image.compression import compress
+        from dockyard.image.layerdiff import write_diff
+
+        chain = image.chain_ids[index]
+        with tempfile.TemporaryFile(dir=self.tmp) as raw:
+            diff_id, _ = write_diff([], self.snapshots.layer_path(chain), raw)
+            if diff_id != layer.diff_id:
+                raise InvalidArgument(f"layer {layer.diff_id} of {dg.short_id(image.id)} "
+                                      f"cannot be rebuilt from its snapshot (got {diff_id})")
+            raw.seek(0)
+            with self.content.writer(f"rebuild-{diff_id}") as writer:
+                digest, size = compress(raw, writer, LAYER_COMPRESSION)
+                writer.commit()
+        self.images.set_layer_blob(image.id, index, digest, formats.DOCKER_LAYER_GZIP, size)
+        return LayerRecord(layer.diff_id, digest, formats.DOCKER_LAYER_GZIP, size,
+                           layer.uncompressed_size)
+
+    # -- local operations ---------------------------------------------------------
+
+    def import_(self, stream: BinaryIO, *, reference: str | None = None,
+                changes: dict | None = None, message: str = "") -> str:
+        """`docker import`: a rootfs tarball -> a one-layer image."""
+        layer = self.add_layer_tar(stream, None)
+        config = formats.new_config([layer.diff_id], config=changes or {}, comment=message,
+                                    created_by="", history=[formats.history_entry(
+                                        comment=message or "Imported from -")])
+        image_id = self.images.add(formats.encode_config(config), [layer])
+        if reference:
+            self.images.tag(image_id, parse(reference))
+        return image_id
+
+    def tag(self, source: str, target: str) -> None:
+        self.images.tag(self.images.resolve(source), parse(target))
+
+    def remove(self, name: str, force: bool = False, in_use: set[str] = frozenset()
+               ) -> list[tuple[str, str]]:
+        """`docker rmi`: untag a name, delete the image when nothing names it any more.
+        Returns docker's lines as (kind, text): ("Untagged", ...), ("Deleted", ...)."""
+        image_id = self.images.resolve(name)
+        image = self.images.get(image_id)
+        by_id = name == image_id or image_id.split(":", 1)[1].startswith(
+            name.removeprefix("sha256:"))
+        if image_id in in_use and not force:
+            raise Conflict(f"conflict: unable to remove repository reference \"{name}\" "
+                           f"(must force) - container is using its referenced image "
+                           f"{dg.short_id(image_id)}")
+        out: list[tuple[str, str]] = []
+        if not by_id:
+            ref = parse(name)
+            self.images.untag(ref)
+            out.append(("Untagged", ref.familiar()))
+            image = self.images.get(image_id)
+            if image.repo_tags:
+                return out
+        elif len(image.repo_tags) > 1 and not force:
+            raise Conflict(f"conflict: unable to delete {dg.short_id(image_id)} (must be "
+                           "forced) - image is referenced in multiple repositories")
+        else:
+            for tag in image.repo_tags:
+                self.images.untag(parse(tag))
+                out.append(("Untagged", tag))
+        for digest_ref in image.repo_digests:
+            out.append(("Untagged", digest_ref))
+        if self.images.children(image_id) and not force:
+            raise Conflict(f"conflict: unable to delete {dg.short_id(image_id)} (cannot be "
+                           "forced) - image has dependent child images")
+        self.images.delete(image_id)
+        out.append(("Deleted", image_id))
+        self.gc()
+        return out
+
+    def prune(self, all_images: bool = False, in_use: set[str] = frozenset()
+              ) -> tuple[list[str], int]:
+        """`docker image prune`: dangling images (all unused with -a); (deleted, space)."""
+        deleted, before = [], self._disk_usage()
+        for image in self.images.list():
+            if image.id in in_use or (image.repo_tags and not all_images):
+                continue
+            if self.images.children(image.id):
+                continue
+            self.images.delete(image.id)
+            deleted.append(image.id)
+        self.gc()
+        return deleted, max(0, before - self._disk_usage())
+
+    def gc(self) -> None:
+        """Remove blobs and snapshots no image needs."""
+        keep_blobs = self.images.referenced_blobs()
+        self.content.gc(keep_blobs)
+        keep_chains: set[str] = set()
+        for image in self.images.list():
+            keep_chains.update(image.chain_ids)
+        for chain in self.snapshots.list():
+            if chain not in keep_chains:
+                self.snapshots.remove(chain)
+
+    def _disk_usage(self) -> int:
+        total = 0
+        for base, _dirs, files in os.walk(self.data_root):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(base, f)).st_size
+                except OSError:
+                    pass
+        return total
+
+    def graph_driver(self, name: str) -> dict:
+        """docker inspect's GraphDriver: the layer directories, top first."""
+        image = self.get(name)
+        dirs = [self.snapshots.layer_path(c) for c in reversed(image.chain_ids)]
+        data = {"LowerDir": ":".join(dirs[1:]), "UpperDir": dirs[0]} if dirs else None
+        return {"Data": data, "Name": "overlay2"}
+
+    def get(self, name: str) -> ImageRecord:
+        return self.images.get(self.images.resolve(name))
+
+    def list(self) -> list[ImageRecord]:
+        return self.images.list()
+
+    def reference(self, name: str) -> Reference:
+        return parse(name)
+
+
+def _copy_hashing(src: BinaryIO, dst: BinaryIO) -> str:
+    h = hashlib.sha256()
+    while chunk := src.read(1 << 20):
+        h.update(chunk)
+        dst.write(chunk)
+    return "sha256:" + h.hexdigest()
