@@ -157,7 +157,7 @@ def _normalise(name: str) -> str:
 
 def load(svc, stream: BinaryIO) -> list[str]:
     """Load every image of a docker-archive or OCI layout; returns docker's lines."""
-    with tempfile.TemporaryFile(dir=svc.tmp) as spool:
+    with svc.ingesting(), tempfile.TemporaryFile(dir=svc.tmp) as spool:
         shutil.copyfileobj(stream, spool, 1 << 20)
         spool.seek(0)
         try:

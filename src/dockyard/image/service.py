@@ -7,6 +7,8 @@ image/archive.py, docker's JSON shapes (inspect/history) in image/inspect.py.
 """
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -37,9 +39,21 @@ class ImageService:
         self.mirrors = mirrors
         self.tmp = os.path.join(self.root, "tmp")
         os.makedirs(self.tmp, exist_ok=True)
+        self._lock_path = os.path.join(self.root, "ingest.lock")
 
     def close(self) -> None:
         self.images.close()
+
+    @contextlib.contextmanager
+    def ingesting(self):
+        """Held (shared) while blobs and snapshots are being added that no image
+        references yet: gc, which needs the lock exclusively, cannot remove them."""
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
 
     # -- registry ----------------------------------------------------------------
 
@@ -53,6 +67,10 @@ class ImageService:
         """Pull `name` (docker's normalisation); returns the image id."""
         ref = parse(name)
         had = self.images.lookup(ref)
+        with self.ingesting():
+            return self._pull(ref, had, progress)
+
+    def _pull(self, ref: Reference, had: str | None, progress) -> str:
         pulled = asyncio.run(self._client().pull(ref, self.content, progress=progress))
         config = formats.parse_config(pulled.config_bytes)
         diff_ids = formats.diff_ids(config)
@@ -161,11 +179,13 @@ class ImageService:
     def import_(self, stream: BinaryIO, *, reference: str | None = None,
                 changes: dict | None = None, message: str = "") -> str:
         """`docker import`: a rootfs tarball -> a one-layer image."""
-        layer = self.add_layer_tar(stream, None)
-        config = formats.new_config([layer.diff_id], config=changes or {}, comment=message,
-                                    created_by="", history=[formats.history_entry(
-                                        comment=message or "Imported from -")])
-        image_id = self.images.add(formats.encode_config(config), [layer])
+        with self.ingesting():
+            layer = self.add_layer_tar(stream, None)
+            config = formats.new_config([layer.diff_id], config=changes or {},
+                                        comment=message, created_by="",
+                                        history=[formats.history_entry(
+                                            comment=message or "Imported from -")])
+            image_id = self.images.add(formats.encode_config(config), [layer])
         if reference:
             self.images.tag(image_id, parse(reference))
         return image_id
@@ -225,7 +245,19 @@ class ImageService:
         return deleted, max(0, before - self._disk_usage())
 
     def gc(self) -> None:
-        """Remove blobs and snapshots no image needs."""
+        """Remove blobs and snapshots no image needs; skipped (until next time) while
+        another process is adding images."""
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            self._gc_locked()
+        finally:
+            os.close(fd)
+
+    def _gc_locked(self) -> None:
         keep_blobs = self.images.referenced_blobs()
         self.content.gc(keep_blobs)
         keep_chains: set[str] = set()
