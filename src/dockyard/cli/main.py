@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("dockyard.cli.login", "login"),
     "logout": ("dockyard.cli.login", "logout"),
     "registry": ("dockyard.cli.registry", "registry"),
+    "daemon": ("dockyard.daemon.main", "daemon"),
 }
 
 USAGE = """Usage:  dockyard [OPTIONS] COMMAND

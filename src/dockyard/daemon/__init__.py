@@ -1,0 +1,1 @@
+"""`dockyard daemon`: configuration (flags + daemon.json), listeners, lifecycle."""

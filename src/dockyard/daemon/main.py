@@ -1,0 +1,360 @@
+"""`dockyard daemon`: serve the Engine API on a Unix socket (and TLS-verified TCP).
+
+Configuration is /etc/dockyard/daemon.json with Docker's keys where they apply
+(data-root, hosts, registry-mirrors, insecure-registries, debug, log-level,
+pidfile, group, tls*); a flag overrides the file. Keys Docker knows that
+later parts of the engine will use are accepted and ignored for now; any
+other key is refused, as dockerd does.
+
+Listeners: unix:// sockets get mode 0660 and the group `dockyard` (when it
+exists); tcp:// only with --tlsverify (a client certificate signed by
+--tlscacert is required), anything else is refused. One daemon per data
+root (a lock file), a pidfile, and SIGTERM/SIGINT stop it: listeners close,
+running requests get a few seconds, the sockets and the pidfile are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import grp
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import stat
+import sys
+from dataclasses import dataclass, field
+
+from dockyard.errors import ConfigError, DockyardError, InvalidArgument
+
+log = logging.getLogger("dockyard.daemon")
+
+DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+DEFAULT_CONFIG = "/etc/dockyard/daemon.json"
+DEFAULT_DATA_ROOT = "/var/lib/dockyard"
+DEFAULT_PIDFILE = "/run/dockyard/dockyard.pid"
+DEFAULT_GROUP = "dockyard"
+DEFAULT_TLS_PORT = 2376
+SHUTDOWN_GRACE = 10.0
+
+# daemon.json keys used now: key -> expected type(s)
+APPLIED: dict[str, type | tuple[type, ...]] = {
+    "data-root": str, "hosts": list, "registry-mirrors": list, "insecure-registries": list,
+    "debug": bool, "log-level": str, "pidfile": str, "group": str, "tls": bool,
+    "tlsverify": bool, "tlscacert": str, "tlscert": str, "tlskey": str,
+}
+# Docker's keys that later parts of the engine will honour: accepted, ignored for now
+LATER = frozenset({
+    "exec-root", "log-driver", "log-opts", "default-address-pools", "live-restore",
+    "default-ulimits", "storage-driver", "storage-opts", "bip", "bridge", "default-runtime",
+    "runtimes", "features", "builder", "labels", "max-concurrent-downloads",
+    "max-concurrent-uploads", "max-download-attempts", "shutdown-timeout", "dns", "dns-opts",
+    "dns-search", "mtu", "userland-proxy", "ip-forward", "iptables", "ip6tables", "ipv6",
+    "fixed-cidr", "fixed-cidr-v6", "experimental", "default-cgroupns-mode", "cgroup-parent",
+    "exec-opts", "default-shm-size", "seccomp-profile", "no-new-privileges", "icc", "ip",
+    "init", "init-path", "oom-score-adjust", "selinux-enabled", "userns-remap",
+    "default-ipc-mode", "containerd", "metrics-addr", "proxies", "log-format",
+})
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+              "error": logging.ERROR, "fatal": logging.CRITICAL}
+
+
+@dataclass
+class Settings:
+    hosts: list[str] = field(default_factory=lambda: [DEFAULT_HOST])
+    data_root: str = DEFAULT_DATA_ROOT
+    pidfile: str = DEFAULT_PIDFILE
+    group: str = DEFAULT_GROUP
+    debug: bool = False
+    log_level: str = "info"
+    registry_mirrors: list[str] = field(default_factory=list)
+    insecure_registries: list[str] = field(default_factory=list)
+    tlsverify: bool = False
+    tlscacert: str = ""
+    tlscert: str = ""
+    tlskey: str = ""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dockyard daemon", allow_abbrev=False,
+                                description="Serve the Docker Engine API.")
+    p.add_argument("-H", "--host", action="append", dest="hosts",
+                   help=f"daemon socket(s) to listen on (default {DEFAULT_HOST})")
+    p.add_argument("--data-root", help=f"engine state directory (default {DEFAULT_DATA_ROOT})")
+    p.add_argument("--config-file", help=f"daemon configuration file (default {DEFAULT_CONFIG})")
+    p.add_argument("-p", "--pidfile", help=f"path of the pid file (default {DEFAULT_PIDFILE}; "
+                   "empty: none)")
+    p.add_argument("-G", "--group", help="group owning the Unix sockets (default dockyard)")
+    p.add_argument("-D", "--debug", action="store_true", default=None)
+    p.add_argument("-l", "--log-level", choices=sorted(LOG_LEVELS))
+    p.add_argument("--registry-mirror", action="append", dest="registry_mirrors")
+    p.add_argument("--insecure-registry", action="append", dest="insecure_registries")
+    p.add_argument("--tlsverify", action="store_true", default=None,
+                   help="listen on tcp:// with TLS, requiring client certificates")
+    p.add_argument("--tlscacert", help="CA certificate clients' certificates must chain to")
+    p.add_argument("--tlscert", help="the server certificate (PEM)")
+    p.add_argument("--tlskey", help="the server key (PEM)")
+    return p
+
+
+def load_config_file(path: str, explicit: bool) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError("", f"unable to configure the daemon with file {path}: "
+                              "no such file") from None
+        return {}
+    if not text.strip():
+        return {}
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ConfigError("", f"unable to configure the daemon with file {path}: {e}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError("", f"{path}: the configuration must be a JSON object")
+    unknown = sorted(k for k in doc if k not in APPLIED and k not in LATER)
+    if unknown:
+        raise ConfigError("", f"{path}: the following directives don't match any "
+                          f"configuration option: {', '.join(unknown)}")
+    for key, kind in APPLIED.items():
+        if key in doc and not isinstance(doc[key], kind):
+            raise ConfigError(key, f"{path}: wrong type, want {getattr(kind, '__name__', kind)}")
+        if kind is list and key in doc and not all(isinstance(v, str) for v in doc[key]):
+            raise ConfigError(key, f"{path}: every entry must be a string")
+    return doc
+
+
+def settings_from(argv: list[str], default_data_root: str = DEFAULT_DATA_ROOT) -> Settings:
+    args = _parser().parse_args(argv)
+    doc = load_config_file(args.config_file or DEFAULT_CONFIG, bool(args.config_file))
+    s = Settings()
+    s.data_root = default_data_root
+
+    def pick(flag, key: str, current):
+        if flag is not None:
+            return flag
+        return doc.get(key, current)
+
+    s.hosts = pick(args.hosts, "hosts", s.hosts) or [DEFAULT_HOST]
+    s.data_root = os.path.abspath(pick(args.data_root, "data-root", s.data_root))
+    s.pidfile = pick(args.pidfile, "pidfile", s.pidfile)
+    s.group = pick(args.group, "group", s.group)
+    s.debug = bool(pick(args.debug, "debug", s.debug))
+    s.log_level = pick(args.log_level, "log-level", s.log_level)
+    if s.log_level not in LOG_LEVELS:
+        raise ConfigError("log-level", f"unknown log level {s.log_level!r}")
+    s.registry_mirrors = pick(args.registry_mirrors, "registry-mirrors", s.registry_mirrors)
+    s.insecure_registries = pick(args.insecure_registries, "insecure-registries",
+                                 s.insecure_registries)
+    s.tlsverify = bool(pick(args.tlsverify, "tlsverify", s.tlsverify))
+    for name in ("tlscacert", "tlscert", "tlskey"):
+        setattr(s, name, pick(getattr(args, name), name, ""))
+    return s
+
+
+# -- listeners ---------------------------------------------------------------------------
+
+def parse_host(text: str) -> tuple[str, str, int]:
+    """("unix", path, 0) or ("tcp", host, port)."""
+    if text.startswith("/"):
+        text = "unix://" + text
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        raise InvalidArgument(f"invalid daemon host {text!r}: want unix:///path or "
+                              "tcp://host:port")
+    if scheme == "unix":
+        return "unix", rest or DEFAULT_HOST.removeprefix("unix://"), 0
+    if scheme == "tcp":
+        host, colon, port = rest.rstrip("/").rpartition(":")
+        if not colon:
+            host, port = rest.rstrip("/"), str(DEFAULT_TLS_PORT)
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidArgument(f"invalid daemon host {text!r}: bad port")
+        return "tcp", host.strip("[]") or "0.0.0.0", int(port)
+    raise InvalidArgument(f"invalid daemon host {text!r}: {scheme}:// is not supported")
+
+
+def check_listeners(s: Settings) -> list[tuple[str, str, int]]:
+    listeners = [parse_host(h) for h in s.hosts]
+    for kind, host, port in listeners:
+        if kind == "tcp" and not s.tlsverify:
+            raise InvalidArgument(f"refusing to listen on tcp://{host}:{port} without "
+                                  "--tlsverify (TLS with client certificates); use a unix:// "
+                                  "socket or configure --tlsverify, --tlscacert, --tlscert "
+                                  "and --tlskey")
+    return listeners
+
+
+def tls_context(s: Settings) -> ssl.SSLContext:
+    missing = [f"--{n}" for n in ("tlscacert", "tlscert", "tlskey") if not getattr(s, n)]
+    if missing:
+        raise InvalidArgument(f"--tlsverify needs {', '.join(missing)}")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=s.tlscacert)
+    ctx.load_cert_chain(s.tlscert, s.tlskey)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def unix_listener(path: str, group: str, explicit_group: bool) -> socket.socket:
+    """A listening socket at `path`: mode 0660, group `group` when it exists."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise InvalidArgument(f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # stale, left by a daemon that died
+        else:
+            raise DockyardError(f"another daemon is listening on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o660)
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        if explicit_group:
+            sock.close()
+            os.unlink(path)
+            raise InvalidArgument(f"group {group} not found") from None
+        gid = None
+    if gid is not None:
+        with contextlib.suppress(PermissionError):
+            os.chown(path, -1, gid)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+# -- process guards ----------------------------------------------------------------------
+
+def lock_data_root(data_root: str) -> int:
+    os.makedirs(data_root, mode=0o711, exist_ok=True)
+    fd = os.open(os.path.join(data_root, "daemon.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DockyardError(f"data root {data_root} is in use by another dockyard daemon"
+                            ) from None
+    return fd
+
+
+def write_pidfile(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        with open(path, encoding="ascii") as f:
+            pid = int(f.read().strip() or "0")
+        if pid and pid != os.getpid() and os.path.exists(f"/proc/{pid}"):
+            raise DockyardError(f"pid file found, ensure dockyard daemon is not running or "
+                                f"delete {path}")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
+# -- the daemon --------------------------------------------------------------------------
+
+def make_image_service(s: Settings):
+    """The daemon's ImageService: registry credentials come from each request's
+    X-Registry-Auth (dockerd reads no client config.json)."""
+    from dockyard.api.images import REQUEST_CREDENTIALS
+    from dockyard.image.service import ImageService
+    from dockyard.registry.client import RegistryClient
+
+    class DaemonImageService(ImageService):
+        def _client(self) -> RegistryClient:
+            return RegistryClient(credentials=REQUEST_CREDENTIALS,  # type: ignore[arg-type]
+                                  insecure=self.insecure, mirrors=self.mirrors)
+
+    return DaemonImageService(s.data_root, insecure=tuple(s.insecure_registries),
+                              mirrors=tuple(s.registry_mirrors))
+
+
+async def serve(s: Settings, explicit_group: bool) -> None:
+    from aiohttp import web
+
+    from dockyard.api.server import ApiBackend, make_app
+
+    listeners = check_listeners(s)
+    ssl_ctx = tls_context(s) if any(k == "tcp" for k, _, _ in listeners) else None
+    svc = make_image_service(s)
+    api = ApiBackend(images=svc, data_root=s.data_root,
+                     insecure_registries=tuple(s.insecure_registries),
+                     registry_mirrors=tuple(s.registry_mirrors), debug=s.debug,
+                     hosts=tuple(s.hosts))
+    app = make_app(api)
+    runner = web.AppRunner(app, access_log=log if s.debug else None,
+                           shutdown_timeout=SHUTDOWN_GRACE)
+    await runner.setup()
+    sockets: list[str] = []
+    try:
+        for kind, host, port in listeners:
+            if kind == "unix":
+                sock = unix_listener(host, s.group, explicit_group)
+                sockets.append(host)
+                await web.SockSite(runner, sock, shutdown_timeout=SHUTDOWN_GRACE).start()
+                log.info("API listen on %s", host)
+            else:
+                await web.TCPSite(runner, host, port, ssl_context=ssl_ctx,
+                                  shutdown_timeout=SHUTDOWN_GRACE).start()
+                log.info("API listen on %s:%d (TLS, client certificates required)", host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("Daemon has completed initialization")
+        await stop.wait()
+        log.info("Processing signal, shutting down")
+    finally:
+        api.stopping.set()
+        await runner.cleanup()
+        for path in sockets:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        svc.close()
+    log.info("Daemon shutdown complete")
+
+
+def daemon(argv: list[str], ctx) -> int:
+    try:
+        return _run(argv, getattr(ctx, "data_root", None) or DEFAULT_DATA_ROOT)
+    except DockyardError as e:
+        print(f"dockyard daemon: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(argv: list[str], default_data_root: str) -> int:
+    s = settings_from(argv, default_data_root)
+    logging.basicConfig(level=logging.DEBUG if s.debug else LOG_LEVELS[s.log_level],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    explicit_group = "-G" in argv or any(a.startswith("--group") for a in argv)
+    if any(kind == "tcp" for kind, _, _ in check_listeners(s)):
+        tls_context(s)  # certificates readable before anything is created
+    lock_fd = lock_data_root(s.data_root)
+    try:
+        if s.pidfile:
+            write_pidfile(s.pidfile)
+        try:
+            asyncio.run(serve(s, explicit_group))
+        finally:
+            if s.pidfile:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(s.pidfile)
+    finally:
+        os.close(lock_fd)
+    return 0
