@@ -116,7 +116,7 @@ def _str(value) -> str:
 
 
 FUNCTIONS = {
-    "json": lambda v: json.dumps(_plain(v), separators=(",", ":")),
+    "json": lambda v: _go_json(_plain(v)),
     "upper": lambda v: _str(v).upper(),
     "lower": lambda v: _str(v).lower(),
     "title": lambda v: _str(v).title(),
@@ -127,6 +127,16 @@ FUNCTIONS = {
     "index": lambda v, key: v.get(key) if isinstance(v, dict) else v[key],
     "println": lambda *vs: " ".join(_str(v) for v in vs) + "\n",
 }
+
+
+def _go_json(value) -> str:
+    """JSON as Go's encoding/json writes it: compact, UTF-8, and <, >, &, U+2028,
+    U+2029 escaped (docker's `{{json .}}` prints "\\u003cnone\\u003e")."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escape)
+    return text
 
 
 def _plain(value):
@@ -177,14 +187,15 @@ def print_formatted(items: list, fmt: str, names: dict[str, str]) -> None:
     print(render_table(rows), end="")
 
 
-def human_size(size: float) -> str:
-    """docker's units.HumanSizeWithPrecision(size, 3): decimal units, 3 significant digits."""
+def human_size(size: float, precision: int = 3) -> str:
+    """docker's units.HumanSizeWithPrecision(size, precision): decimal units, `precision`
+    significant digits (units.HumanSize is precision 4)."""
     units = ["B", "kB", "MB", "GB", "TB", "PB"]
     i = 0
     while size >= 1000 and i < len(units) - 1:
         size /= 1000.0
         i += 1
-    text = f"{size:.3g}"
+    text = f"{size:.{precision}g}"
     if "e" in text:
         text = f"{size:.0f}"
     return f"{text}{units[i]}"

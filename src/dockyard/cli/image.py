@@ -9,7 +9,7 @@ import sys
 import time
 
 from dockyard.cli.formatter import human_size, print_formatted, since
-from dockyard.errors import InvalidArgument, NotFound
+from dockyard.errors import DockyardError, InvalidArgument, NotFound
 
 SUBCOMMANDS = ("ls", "list", "pull", "push", "tag", "rm", "inspect", "history", "save", "load",
                "import", "prune")
@@ -61,14 +61,12 @@ def ls(argv: list[str], ctx) -> int:
     svc = _service(ctx)
     from dockyard.image.listing import image_rows
 
+    # docker's needDigest: --digests, or a format that asks for {{.Digest}}
+    digests = args.digests or "{{.Digest}}" in (args.format or "")
     rows = image_rows(svc, args.filter, args.reference, show_all=args.all,
-                      no_trunc=args.no_trunc)
-    if args.quiet:
-        seen = []
-        for row in rows:
-            if row["ID"] not in seen:
-                seen.append(row["ID"])
-        print("\n".join(seen) + ("\n" if seen else ""), end="")
+                      no_trunc=args.no_trunc, show_digests=digests)
+    if args.quiet:  # one line per row, as docker's CLI (an ID repeats per tag)
+        print("".join(row["ID"] + "\n" for row in rows), end="")
         return 0
     fmt = args.format
     if not fmt:
@@ -134,7 +132,7 @@ def rm(argv: list[str], ctx) -> int:
         try:
             for kind, text in svc.remove(name, force=args.force):
                 print(f"{kind}: {text}")
-        except (NotFound, InvalidArgument) as e:
+        except DockyardError as e:  # as docker: report it, go on with the next image
             print(f"Error response from daemon: {e}", file=sys.stderr)
             status = 1
     return status
@@ -276,11 +274,15 @@ def prune(argv: list[str], ctx) -> int:
                        "continue? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return 0
-    deleted, space = _service(ctx).prune(all_images=args.all)
+    svc = _service(ctx)
+    names = {image.id: image.repo_tags + image.repo_digests for image in svc.list()}
+    deleted, space = svc.prune(all_images=args.all)
     if deleted:
         print("Deleted Images:")
         for image_id in deleted:
+            for name in names.get(image_id, []):
+                print(f"untagged: {name}")
             print(f"deleted: {image_id}")
         print()
-    print(f"Total reclaimed space: {human_size(space)}")
+    print(f"Total reclaimed space: {human_size(space, 4)}")  # units.HumanSize, as docker
     return 0

@@ -39,6 +39,7 @@ def save(svc, names: list[str], out: BinaryIO) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
         written: set[str] = set()
+        tar_sizes: dict[str, int] = {}  # diff id -> length of its layer tar in the archive
         manifest_json, index_entries = [], []
         for image_id, tags in images.items():
             image = svc.images.get(image_id)
@@ -50,10 +51,9 @@ def save(svc, names: list[str], out: BinaryIO) -> None:
             for index, layer in enumerate(image.layers):
                 path = _blob_path(layer.diff_id)
                 if layer.diff_id not in written:
-                    size = _add_layer(tar, svc, image, index, path)
+                    tar_sizes[layer.diff_id] = _add_layer(tar, svc, image, index, path)
                     written.add(layer.diff_id)
-                else:
-                    size = layer.uncompressed_size
+                size = tar_sizes[layer.diff_id]
                 layer_paths.append(path)
                 layer_descs.append(formats.descriptor(formats.OCI_LAYER, layer.diff_id, size))
             manifest = formats.make_manifest(

@@ -102,10 +102,9 @@ class ImageService:
         manifest = formats.make_manifest(config_desc, layer_descs)
         digest = asyncio.run(self._client().push(
             ref, manifest=manifest, media_type=formats.DOCKER_MANIFEST,
-            blobs=layer_descs + [config_desc], content=self.content, progress=progress))
+            blobs=layer_descs + [config_desc], content=self.content, progress=progress,
+            progress_ids={layer.digest: dg.short_id(layer.diff_id) for layer in layers}))
         self.images.add_repo_digest(image.id, ref.with_digest(digest))
-        if progress is not None:
-            progress.status(f"{ref.tag or 'latest'}: digest: {digest} size: {len(manifest)}")
         return digest
 
     # -- layers ------------------------------------------------------------------
@@ -120,17 +119,16 @@ class ImageService:
             if not self.snapshots.exists(chain):
                 def fill(directory: str, layer: LayerRecord = layer) -> None:
                     with self.content.open(layer.digest) as blob:
-                        diff_id, size = apply_layer(directory, open_decompressed(blob))
+                        diff_id, _ = apply_layer(directory, open_decompressed(blob))
                     if diff_id != layer.diff_id:
                         raise InvalidArgument(f"layer {layer.digest}: content has diff id "
                                               f"{diff_id}, the image config says "
                                               f"{layer.diff_id}")
-                    layer.uncompressed_size = size
                 self.snapshots.create_layer(chain, parent, fill)
                 if progress is not None and layer.digest:
                     progress.layer_done(dg.short_id(layer.digest), "Pull complete")
-            elif not layer.uncompressed_size:
-                layer.uncompressed_size = self.snapshots.usage(chain)
+            # docker's layer size: the unpacked files' bytes, not the tar's length
+            layer.uncompressed_size = self.snapshots.usage(chain)
             parent = chain
 
     def add_layer_tar(self, stream: BinaryIO, parent: str | None) -> LayerRecord:
@@ -140,11 +138,11 @@ class ImageService:
 
         with tempfile.TemporaryFile(dir=self.tmp) as raw:
             diff_id = _copy_hashing(open_decompressed(stream), raw)
-            size = raw.tell()
             chain = formats.chain_ids([parent, diff_id])[1] if parent else diff_id
             if not self.snapshots.exists(chain):
                 raw.seek(0)
                 self.snapshots.create_layer(chain, parent, lambda d: apply_layer(d, raw))
+            size = self.snapshots.usage(chain)  # docker's layer size (unpacked bytes)
             raw.seek(0)
             with self.content.writer(f"layer-{os.getpid()}-{id(raw)}") as writer:
                 digest, csize = compress(raw, writer, LAYER_COMPRESSION)
@@ -179,12 +177,12 @@ class ImageService:
     def import_(self, stream: BinaryIO, *, reference: str | None = None,
                 changes: dict | None = None, message: str = "") -> str:
         """`docker import`: a rootfs tarball -> a one-layer image."""
+        comment = message or "Imported from -"  # docker's default, config and history
         with self.ingesting():
             layer = self.add_layer_tar(stream, None)
             config = formats.new_config([layer.diff_id], config=changes or {},
-                                        comment=message, created_by="",
-                                        history=[formats.history_entry(
-                                            comment=message or "Imported from -")])
+                                        comment=comment, created_by="",
+                                        history=[formats.history_entry(comment=comment)])
             image_id = self.images.add(formats.encode_config(config), [layer])
         if reference:
             self.images.tag(image_id, parse(reference))
@@ -212,6 +210,8 @@ class ImageService:
             out.append(("Untagged", ref.familiar()))
             image = self.images.get(image_id)
             if image.repo_tags:
+                if not ref.digest:  # as docker: the repository's last tag takes its digests
+                    out += self._untag_digests(image, ref)
                 return out
         elif len(image.repo_tags) > 1 and not force:
             raise Conflict(f"conflict: unable to delete {dg.short_id(image_id)} (must be "
@@ -228,6 +228,19 @@ class ImageService:
         self.images.delete(image_id)
         out.append(("Deleted", image_id))
         self.gc()
+        return out
+
+    def _untag_digests(self, image: ImageRecord, removed: Reference) -> list[tuple[str, str]]:
+        """Drop the image's name@digest references in `removed`'s repository once no tag
+        of that repository is left on it."""
+        repo = removed.familiar_name
+        if any(parse(t).familiar_name == repo for t in image.repo_tags):
+            return []
+        out = []
+        for digest_ref in image.repo_digests:
+            if parse(digest_ref, default_tag=False).familiar_name == repo:
+                self.images.untag(parse(digest_ref, default_tag=False))
+                out.append(("Untagged", digest_ref))
         return out
 
     def prune(self, all_images: bool = False, in_use: set[str] = frozenset()
@@ -281,7 +294,10 @@ class ImageService:
         """docker inspect's GraphDriver: the layer directories, top first."""
         image = self.get(name)
         dirs = [self.snapshots.layer_path(c) for c in reversed(image.chain_ids)]
-        data = {"LowerDir": ":".join(dirs[1:]), "UpperDir": dirs[0]} if dirs else None
+        data = None
+        if dirs:
+            data = {"LowerDir": ":".join(dirs[1:])} if len(dirs) > 1 else {}
+            data["UpperDir"] = dirs[0]
         return {"Data": data, "Name": "overlay2"}
 
     def get(self, name: str) -> ImageRecord:

@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS pinned_blobs (
 class LayerRecord:
     """One layer of an image. `digest`/`media_type`/`size` describe the compressed
     blob and are None for a layer that has no blob yet (imported, committed,
-    loaded from a docker-archive)."""
+    loaded from a docker-archive). `uncompressed_size` is docker's layer size: the
+    bytes of the layer's files once unpacked (each inode once), not the tar's length."""
 
     diff_id: str
     digest: str | None = None

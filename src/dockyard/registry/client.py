@@ -347,8 +347,11 @@ class RegistryClient:
 
     async def push(self, ref: str | Reference, *, manifest: bytes, media_type: str,
                    blobs: list[dict], content: ContentStore, progress: Progress | None = None,
-                   mount_from: dict[str, str] | None = None) -> str:
-        """Upload `blobs` (layers and config) and `manifest`; returns the manifest's digest."""
+                   mount_from: dict[str, str] | None = None,
+                   progress_ids: dict[str, str] | None = None) -> str:
+        """Upload `blobs` (layers and config) and `manifest`; returns the manifest's digest.
+        Progress names each layer by `progress_ids[digest]` (docker shows the diff id's
+        short form) or its blob's short digest; the config gets no progress line."""
         ref = parse(ref) if isinstance(ref, str) else ref
         progress = progress or Progress()
         if len(manifest) > MAX_MANIFEST:
@@ -363,8 +366,11 @@ class RegistryClient:
         async with self._session() as session:
             repo = await self._push_repo(session, ref)
             sem = asyncio.Semaphore(self.max_uploads)
-            layer_ids = {d["digest"]: dg.short_id(d["digest"]) for d in descs
-                         if "config" not in d.get("mediaType", "")}
+            config_digest = (doc.get("config") or {}).get("digest")
+            layer_ids = {d["digest"]: (progress_ids or {}).get(d["digest"])
+                         or dg.short_id(d["digest"]) for d in descs
+                         if d["digest"] != config_digest
+                         and "config" not in d.get("mediaType", "")}
             for pid in layer_ids.values():
                 progress.layer_started(pid, "Preparing")
 
