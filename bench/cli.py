@@ -8,14 +8,17 @@ from bench.discover import Broken, discover
 from bench.runner import ScenarioResult, run_scenario
 
 BENCH_DIR = Path(__file__).resolve().parent
+RUNS = 10
+WARMUP = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench",
                                 description="Dockyard vs reference implementations, side by side.")
-    p.add_argument("--runs", type=_positive, default=10, help="counted runs per side (default 10)")
-    p.add_argument("--warmup", type=_non_negative, default=2,
-                   help="warm-up runs per side, not counted (default 2)")
+    p.add_argument("--runs", type=_positive, help=f"counted runs per side (default {RUNS}, "
+                   "or the scenario's own default)")
+    p.add_argument("--warmup", type=_non_negative, help=f"warm-up runs per side, not counted "
+                   f"(default {WARMUP}, or the scenario's own default)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these scenarios")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.add_argument("--out", type=Path, help="directory for results.md and results.png "
@@ -64,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {s.error}")
             results.append(ScenarioResult(s.name, error=s.error))
             continue
-        results.append(run_scenario(s, runs=args.runs, warmup=args.warmup,
-                                    self_check=args.self_check))
+        runs = args.runs or s.runs or RUNS
+        warmup = args.warmup if args.warmup is not None else (
+            s.warmup if s.warmup is not None else WARMUP)
+        results.append(run_scenario(s, runs=runs, warmup=warmup, self_check=args.self_check))
 
     chart: str | None = "results.png"
     title = "Dockyard / reference (median time ratio)"
@@ -78,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - a missing chart never fails the benchmarks
         print(f"warning: no chart ({type(e).__name__}: {e}); install the `bench` extra")
         chart = None
-    text = report.markdown(results, runs=args.runs, warmup=args.warmup,
+    text = report.markdown(results, runs=args.runs or RUNS,
+                           warmup=args.warmup if args.warmup is not None else WARMUP,
+                           per_scenario=args.runs is None or args.warmup is None,
                            self_check=args.self_check, chart=chart)
     report.write(out / "results.md", text)
 

@@ -94,7 +94,8 @@ def details(r: ScenarioResult) -> list[str]:
     sides = [s for s in (r.ours, r.reference) if s is not None]
     if sides and not r.skipped:
         lines.append("sides: " + ", ".join(
-            f"{s.label} ({len(s.seconds)} counted runs)" for s in sides))
+            f"{s.label} ({len(s.seconds)} counted runs)" for s in sides)
+            + f"; {r.warmup} warm-up round(s)")
         lines.append("")
     if r.skipped:
         lines += [f"Skipped: {r.skipped}", ""]
@@ -117,16 +118,17 @@ def details(r: ScenarioResult) -> list[str]:
 
 
 def markdown(results: list[ScenarioResult], *, runs: int, warmup: int, self_check: bool,
-             chart: str | None) -> str:
+             chart: str | None, per_scenario: bool = False) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = "# Dockyard benchmarks" + (" — SELF-CHECK (reference vs reference)"
                                        if self_check else "")
     lines = [title, "", f"- date: {now}"]
     lines += [f"- {k}: {v}" for k, v in machine_info().items()]
     lines += [
-        (f"- method: {warmup} warm-up round(s), then {runs} counted rounds; each round runs "
-         "dockyard then the reference (interleaved). Ratio = median dockyard / median "
-         "reference; lower is better."),
+        (f"- method: {warmup} warm-up round(s), then {runs} counted rounds"
+         + (" unless a scenario sets its own (counts in Details)" if per_scenario else "")
+         + "; each round runs dockyard then the reference (interleaved). Ratio = median "
+         "dockyard / median reference; lower is better."),
         "",
         *table(results),
         "",

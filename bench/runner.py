@@ -54,6 +54,7 @@ class ScenarioResult:
     reference: SideResult | None = None
     skipped: str | None = None
     error: str | None = None
+    warmup: int = 0  # warm-up rounds this scenario ran with
 
     def ratio(self, metric: str | None = None) -> float | None:
         """Median of ours / median of reference, for the time or for an extra metric."""
@@ -89,13 +90,16 @@ def run_scenario(scenario: Scenario, *, runs: int, warmup: int, self_check: bool
                  log: Callable[[str], None] = print) -> ScenarioResult:
     """Set up, run warm-up + counted rounds (ours then reference each round), tear down."""
     result = ScenarioResult(scenario.name, scenario.description, scenario.target,
-                            scenario.target_ratio)
-    ours_fn, ours_label = scenario.ours, scenario.ours_label
+                            scenario.target_ratio, warmup=warmup)
+    ours = _Side(SideResult(scenario.ours_label), scenario.prepare_ours, scenario.ours,
+                 scenario.check_ours)
+    reference = _Side(SideResult(scenario.reference_label), scenario.prepare_reference,
+                      scenario.reference, scenario.check_reference)
     if self_check:
-        ours_fn, ours_label = scenario.reference, f"{scenario.reference_label} (self-check)"
-    sides = [(SideResult(ours_label), ours_fn),
-             (SideResult(scenario.reference_label), scenario.reference)]
-    result.ours, result.reference = sides[0][0], sides[1][0]
+        ours = _Side(SideResult(f"{scenario.reference_label} (self-check)"),
+                     reference.prepare, reference.run, reference.check)
+    sides = [ours, reference]
+    result.ours, result.reference = ours.result, reference.result
     workdir = Path(tempfile.mkdtemp(prefix=f"dockyard-bench-{scenario.name}-"))
     try:
         try:
@@ -106,15 +110,15 @@ def run_scenario(scenario: Scenario, *, runs: int, warmup: int, self_check: bool
             return result
         for i in range(warmup + runs):
             counted = i >= warmup
-            for side, fn in sides:
-                if side.error is None and side.skipped is None:
+            for side in sides:
+                if side.result.error is None and side.result.skipped is None:
                     if scenario.settle:
                         time.sleep(scenario.settle)
-                    _one_run(side, fn, counted)
-            if all(s.error or s.skipped for s, _ in sides):
+                    _one_run(side, counted)
+            if all(s.result.error or s.result.skipped for s in sides):
                 break
             log(_progress(i, warmup, runs, sides))
-        if result.reference.skipped:
+        if reference.result.skipped:
             result.skipped = f"reference: {result.reference.skipped}"
     except Exception as e:  # noqa: BLE001 - report it, run the other scenarios
         result.error = f"setup failed: {type(e).__name__}: {e}"
@@ -128,34 +132,51 @@ def run_scenario(scenario: Scenario, *, runs: int, warmup: int, self_check: bool
     return result
 
 
-def _one_run(side: SideResult, fn: Callable[[], Metrics | None], counted: bool) -> None:
-    start = time.perf_counter()
+@dataclass
+class _Side:
+    result: SideResult
+    prepare: Callable[[], None]
+    run: Callable[[], Metrics | None]
+    check: Callable[[], Metrics | None]
+
+
+def _one_run(side: _Side, counted: bool) -> None:
+    """prepare (untimed), run (timed), check (untimed); any of them raising fails the side."""
+    result = side.result
+    step = "prepare"
     try:
-        extra = fn()
+        side.prepare()
+        step = ""
+        start = time.perf_counter()
+        extra = dict(side.run() or {})
+        elapsed = time.perf_counter() - start
+        step = "check"
+        extra.update(side.check() or {})
     except Skip as e:
-        side.skipped = str(e) or "skipped"
+        result.skipped = str(e) or "skipped"
         return
     except Exception as e:  # noqa: BLE001 - a failing side is a result, not a crash
-        side.error = str(e) if isinstance(e, CommandFailed) else f"{type(e).__name__}: {e}"
+        text = str(e) if isinstance(e, CommandFailed) else f"{type(e).__name__}: {e}"
+        result.error = f"{step}: {text}" if step else text
         return
-    elapsed = time.perf_counter() - start
     if not counted:
         return
-    side.seconds.append(elapsed)
-    for name, value in (extra or {}).items():
-        side.extra.setdefault(name, []).append(float(value))
+    result.seconds.append(elapsed)
+    for name, value in extra.items():
+        result.extra.setdefault(name, []).append(float(value))
 
 
-def _progress(i: int, warmup: int, runs: int, sides: list) -> str:
+def _progress(i: int, warmup: int, runs: int, sides: list[_Side]) -> str:
     what = f"warm-up {i + 1}/{warmup}" if i < warmup else f"run {i - warmup + 1}/{runs}"
     parts = []
-    for side, _ in sides:
-        if side.error:
-            parts.append(f"{side.label}: failed")
-        elif side.skipped:
-            parts.append(f"{side.label}: skipped")
-        elif i >= warmup and side.seconds:
-            parts.append(f"{side.label}: {side.seconds[-1] * 1000:.1f} ms")
+    for side in sides:
+        r = side.result
+        if r.error:
+            parts.append(f"{r.label}: failed")
+        elif r.skipped:
+            parts.append(f"{r.label}: skipped")
+        elif i >= warmup and r.seconds:
+            parts.append(f"{r.label}: {r.seconds[-1] * 1000:.1f} ms")
         else:
-            parts.append(f"{side.label}: ok")
+            parts.append(f"{r.label}: ok")
     return f"  {what}  " + "  ".join(parts)

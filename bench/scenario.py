@@ -35,12 +35,34 @@ class Scenario:
     settle: float = 0.0
     ours_label: str = "dockyard"
     reference_label: str = "reference"
+    # Defaults for this scenario when the command line gives no --runs / --warmup: heavy
+    # scenarios (pushing and pulling hundreds of MB) keep `make bench` short with fewer.
+    runs: int | None = None
+    warmup: int | None = None
 
     def setup(self, workdir: Path) -> None:
         """Prepare inputs in `workdir` (a fresh temporary directory, removed afterwards)."""
 
     def teardown(self) -> None:
         """Undo what setup and the runs left outside `workdir` (containers, mounts, ...)."""
+
+    # Untimed hooks around every run (warm-up and counted) of one side: `prepare_*` puts the
+    # world in the state the timed run must start from (e.g. an empty registry), `check_*`
+    # verifies what the run did (e.g. that all bytes were uploaded) and may return extra
+    # metrics for that run. Raising in either fails that side, like raising in the run.
+    def prepare_ours(self) -> None:
+        """Untimed, before each `ours` run."""
+
+    def prepare_reference(self) -> None:
+        """Untimed, before each `reference` run."""
+
+    def check_ours(self) -> Metrics | None:
+        """Untimed, after each `ours` run."""
+        return None
+
+    def check_reference(self) -> Metrics | None:
+        """Untimed, after each `reference` run."""
+        return None
 
     def ours(self) -> Metrics | None:
         raise NotImplementedError
