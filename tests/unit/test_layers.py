@@ -327,3 +327,24 @@ def test_gzip_block_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
         out = io.BytesIO()
         compress(io.BytesIO(payload), out, "gzip")
         assert gzip.decompress(out.getvalue()) == payload
+
+
+def test_read_ahead_gives_the_same_bytes_and_errors():
+    import io
+
+    from dockyard.image.compression import ReadAhead
+
+    data = bytes(range(256)) * 9000
+    with ReadAhead(io.BytesIO(data), chunk=1000, depth=2) as r:
+        got = r.read(10) + r.read(123456) + r.read()
+    assert got == data
+
+    class Broken(io.BytesIO):
+        def read(self, n=-1):
+            raise OSError("disk on fire")
+
+    with ReadAhead(Broken()) as r, pytest.raises(OSError, match="disk on fire"):
+        r.read()
+
+    with ReadAhead(io.BytesIO(data), chunk=100, depth=1) as r:
+        assert r.read(5) == data[:5]  # closing early must not hang on a full queue

@@ -10,12 +10,13 @@ the workers deflate.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import struct
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from dockyard.errors import InvalidArgument
 
@@ -189,3 +190,69 @@ def open_decompressed(stream: BinaryIO) -> BinaryIO:
         return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
             prefixed, read_size=BLOCK_SIZE, read_across_frames=True, closefd=False)
     return prefixed  # type: ignore[return-value]
+
+
+class ReadAhead:
+    """Reads `src` in a background thread, a few chunks ahead of the consumer.
+
+    Decompressing (zlib releases the GIL) then runs on the second core while the
+    consumer unpacks files: a pull's unpack is otherwise one thread doing both.
+    """
+
+    _END = object()
+
+    def __init__(self, src: BinaryIO, chunk: int = 1 << 20, depth: int = 8):
+        import queue
+        import threading
+
+        self._src = src
+        self._chunk = chunk
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._buffer = b""
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, daemon=True,
+                                        name="layer-read-ahead")
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._src.read(self._chunk)
+                self._queue.put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._queue.put(exc)
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._done and (n < 0 or len(self._buffer) < n):
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if not item:
+                self._done = True
+                break
+            self._buffer += item
+        if n < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    def close(self) -> None:
+        """Stop the producer (draining what it queued) and wait for it."""
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from dockyard.errors import Conflict, InvalidArgument
@@ -111,15 +112,16 @@ class ImageService:
 
     def unpack(self, layers: list[LayerRecord], progress=None) -> None:
         """Make sure every layer's snapshot exists, bottom up; checks diffIDs."""
-        from dockyard.image.compression import open_decompressed
+        from dockyard.image.compression import ReadAhead, open_decompressed
         from dockyard.image.layers import apply_layer
 
         parent = None
         for chain, layer in zip(formats.chain_ids([x.diff_id for x in layers]), layers):
             if not self.snapshots.exists(chain):
                 def fill(directory: str, layer: LayerRecord = layer) -> None:
-                    with self.content.open(layer.digest) as blob:
-                        diff_id, _ = apply_layer(directory, open_decompressed(blob))
+                    with self.content.open(layer.digest) as blob, \
+                            ReadAhead(open_decompressed(blob)) as tar:
+                        diff_id, _ = apply_layer(directory, tar)
                     if diff_id != layer.diff_id:
                         raise InvalidArgument(f"layer {layer.digest}: content has diff id "
                                               f"{diff_id}, the image config says "
@@ -139,14 +141,17 @@ class ImageService:
         with tempfile.TemporaryFile(dir=self.tmp) as raw:
             diff_id = _copy_hashing(open_decompressed(stream), raw)
             chain = formats.chain_ids([parent, diff_id])[1] if parent else diff_id
-            if not self.snapshots.exists(chain):
-                raw.seek(0)
-                self.snapshots.create_layer(chain, parent, lambda d: apply_layer(d, raw))
-            size = self.snapshots.usage(chain)  # docker's layer size (unpacked bytes)
-            raw.seek(0)
-            with self.content.writer(f"layer-{os.getpid()}-{id(raw)}") as writer:
-                digest, csize = compress(raw, writer, LAYER_COMPRESSION)
+            # compress (a thread of its own, through a second open file) while unpacking
+            with open(f"/proc/self/fd/{raw.fileno()}", "rb") as copy, \
+                    self.content.writer(f"layer-{os.getpid()}-{id(raw)}") as writer, \
+                    ThreadPoolExecutor(1) as pool:
+                compressed = pool.submit(compress, copy, writer, LAYER_COMPRESSION)
+                if not self.snapshots.exists(chain):
+                    raw.seek(0)
+                    self.snapshots.create_layer(chain, parent, lambda d: apply_layer(d, raw))
+                digest, csize = compressed.result()
                 writer.commit()
+            size = self.snapshots.usage(chain)  # docker's layer size (unpacked bytes)
         return LayerRecord(diff_id=diff_id, digest=digest, media_type=formats.DOCKER_LAYER_GZIP,
                            size=csize, uncompressed_size=size)
 
