@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logout": ("dockyard.cli.login", "logout"),
     "registry": ("dockyard.cli.registry", "registry"),
     "daemon": ("dockyard.daemon.main", "daemon"),
+    "version": ("dockyard.cli.system", "version"),
+    "info": ("dockyard.cli.system", "info"),
 }
 
 USAGE = """Usage:  dockyard [OPTIONS] COMMAND
@@ -37,6 +39,8 @@ Options:
       --data-root string   Engine state directory (default "/var/lib/dockyard",
                            env DOCKYARD_DATA_ROOT)
       --config string      Location of client config files (default "~/.docker")
+  -H, --host string        Daemon socket to connect to (default
+                           "unix:///run/dockyard/dockyard.sock", env DOCKYARD_HOST)
   -v, --version            Print version information and quit
 
 Commands:
@@ -46,14 +50,16 @@ Commands:
 class Context:
     """What every command may need: where state and client config live."""
 
-    def __init__(self, data_root: str, config_dir: str):
+    def __init__(self, data_root: str, config_dir: str, host: str | None = None):
         self.data_root = data_root
         self.config_dir = config_dir
+        self.host = host  # None: the client's default (DOCKYARD_HOST, then the socket)
 
 
 def _global_options(argv: list[str]) -> tuple[dict, list[str]]:
     opts = {"data_root": os.environ.get("DOCKYARD_DATA_ROOT", "/var/lib/dockyard"),
-            "config": os.environ.get("DOCKER_CONFIG", os.path.expanduser("~/.docker"))}
+            "config": os.environ.get("DOCKER_CONFIG", os.path.expanduser("~/.docker")),
+            "host": os.environ.get("DOCKYARD_HOST") or None}
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         arg = argv[i]
@@ -65,6 +71,15 @@ def _global_options(argv: list[str]) -> tuple[dict, list[str]]:
                     raise SystemExit(f"flag needs an argument: {name}")
                 value = argv[i]
             opts[name[2:].replace("-", "_")] = value
+        elif name in ("-H", "--host"):  # -H x, -H=x, --host x, --host=x
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise SystemExit(f"flag needs an argument: {name}")
+                value = argv[i]
+            opts["host"] = value
+        elif arg.startswith("-H"):  # -Hunix:///path
+            opts["host"] = arg[2:]
         elif name in ("-v", "--version"):
             opts["version"] = True
         elif name in ("-h", "--help"):
@@ -94,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dockyard.errors import DockyardError
     func = getattr(importlib.import_module(module_name), func_name)
-    ctx = Context(opts["data_root"], opts["config"])
+    ctx = Context(opts["data_root"], opts["config"], opts["host"])
     try:
         return func(args, ctx) or 0
     except DockyardError as e:
