@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args, ctx) or 0
     except DockyardError as e:
-        print(f"Error response from daemon: {e}", file=sys.stderr)
+        # a daemon that cannot be reached is not an error response from it
+        prefix = "" if type(e).__name__ == "CannotConnect" else "Error response from daemon: "
+        print(f"{prefix}{e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
