@@ -3,11 +3,11 @@
 import re
 import time
 
-from dockyard.cli.formatter import human_size, since
 from dockyard.errors import InvalidArgument
 from dockyard.image import digest as dg
 from dockyard.image.reference import parse
 from dockyard.image.store import ImageRecord
+from dockyard.units import human_size, since
 
 FILTERS = ("dangling", "reference", "label", "before", "since")
 
