@@ -3,7 +3,7 @@
 import pytest
 
 from dockyard.cli.formatter import Template, human_size
-from dockyard.image.listing import _path_match, _reference_ok
+from dockyard.image.listing import _path_match, reference_ok
 
 
 @pytest.mark.parametrize(("pattern", "name", "matches"), [
@@ -22,12 +22,12 @@ def test_path_match(pattern: str, name: str, matches: bool) -> None:
 
 
 def test_reference_ok_tries_the_name_then_its_repository() -> None:
-    assert _reference_ok("busybox:1", ["busybox"])
-    assert _reference_ok("busybox:1", ["busybox:1"])
-    assert not _reference_ok("busybox:1", ["busybox:2"])
-    assert _reference_ok("localhost:5000/x@sha256:ab", ["localhost:5000/x"])
-    assert not _reference_ok("localhost:5000/x@sha256:ab", ["localhost:5000/x:1"])
-    assert _reference_ok("localhost:5000/x", ["localhost:5000/*"])
+    assert reference_ok("busybox:1", ["busybox"])
+    assert reference_ok("busybox:1", ["busybox:1"])
+    assert not reference_ok("busybox:1", ["busybox:2"])
+    assert reference_ok("localhost:5000/x@sha256:ab", ["localhost:5000/x"])
+    assert not reference_ok("localhost:5000/x@sha256:ab", ["localhost:5000/x:1"])
+    assert reference_ok("localhost:5000/x", ["localhost:5000/*"])
 
 
 def test_json_is_escaped_like_go() -> None:

@@ -111,13 +111,13 @@ def _summaries(svc, filters: dict[str, list[str]], show_all: bool) -> list[dict]
     patterns = parsed.get("reference", [])
     out = []
     for image in svc.list():
-        if not listing._matches(image, parsed, svc):
+        if not listing.matches(image, parsed, svc):
             continue
         tags, digests = list(image.repo_tags), list(image.repo_digests)
         if patterns:
-            tags = [t for t in tags if listing._reference_ok(t, patterns)]
+            tags = [t for t in tags if listing.reference_ok(t, patterns)]
             digests = [d for d in digests
-                       if listing._reference_ok(d.split("@", 1)[0], patterns)]
+                       if listing.reference_ok(d.split("@", 1)[0], patterns)]
             if not tags and not digests:
                 continue
         if not tags and not digests:

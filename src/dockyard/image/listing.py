@@ -24,7 +24,7 @@ def parse_filters(specs: list[str]) -> dict[str, list[str]]:
     return filters
 
 
-def _matches(image: ImageRecord, filters: dict[str, list[str]], svc) -> bool:
+def matches(image: ImageRecord, filters: dict[str, list[str]], svc) -> bool:
     for value in filters.get("dangling", []):
         if value.lower() not in ("true", "false", "1", "0"):
             raise InvalidArgument(f"Invalid filter 'dangling=[{value}]'")
@@ -78,7 +78,7 @@ def _repository(name: str) -> str:
     return head if sep and "/" not in tail else name
 
 
-def _reference_ok(name: str, patterns: list[str]) -> bool:
+def reference_ok(name: str, patterns: list[str]) -> bool:
     """docker's reference.FamiliarMatch: the whole name, else its repository alone."""
     repo = _repository(name)
     return any(_path_match(p, name) or _path_match(p, repo) for p in patterns)
@@ -97,7 +97,7 @@ def image_rows(svc, filter_specs: list[str], reference: str | None = None, *,
     images = sorted(svc.list(), key=lambda i: i.created_unix, reverse=True)
     rows = []
     for image in images:
-        if not _matches(image, filters, svc):
+        if not matches(image, filters, svc):
             continue
         if not image.repo_tags and not show_all and svc.images.children(image.id):
             continue  # an intermediate image, shown with -a only
@@ -120,12 +120,12 @@ def _names(image: ImageRecord, patterns: list[str]) -> list[tuple[str, str, list
     digests: dict[str, list[str]] = {}
     for ref in image.repo_digests:
         repo, _, digest = ref.partition("@")
-        if not patterns or _reference_ok(ref, patterns):
+        if not patterns or reference_ok(ref, patterns):
             digests.setdefault(repo, []).append(digest)
     out = []
     for tag in image.repo_tags:
         repo, _, name = tag.rpartition(":")
-        if not patterns or _reference_ok(tag, patterns):
+        if not patterns or reference_ok(tag, patterns):
             out.append((repo, name, digests.get(repo, [])))
     tagged = {repo for repo, _, _ in out}
     out += [(repo, "<none>", found) for repo, found in digests.items() if repo not in tagged]
