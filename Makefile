@@ -10,6 +10,7 @@ setup:
 
 demo: setup
 	@$(PY) examples/runtime_demo.py
+	@$(PY) examples/images_demo.py
 
 test: setup
 	@$(PY) -m pytest -q -p no:cacheprovider tests
