@@ -1,0 +1,504 @@
+"""The container engine: lifecycle, state machine, restart policies, reconciliation.
+
+Containers are run by the monitor process (engine/monitor.py), never by this
+process; signals, pause and cgroup reads go through the runtime library
+in-process (no fork). The monitor reports exits over its control socket; a
+background thread applies them here (state, restart policy, --rm). State is
+in the SQLite store; exits that happen while no engine runs are read back
+from <data-root>/containers/<id>/exit.json at the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+
+from dockyard.engine import config as cfgmod
+from dockyard.engine import restart
+from dockyard.engine import spec as specmod
+from dockyard.engine.model import Container, parse_time
+from dockyard.engine.monitor_client import MonitorClient
+from dockyard.engine.queries import EngineQueries
+from dockyard.engine.store import ContainerStore
+from dockyard.engine.util import parse_signal as _parse_signal
+from dockyard.engine.util import read_json as _read_json
+from dockyard.engine.util import start_error_code as _start_error_code
+from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, SystemError_
+from dockyard.linux import signals as sg
+from dockyard.runtime import container as rt
+
+
+class NotModified(DockyardError):
+    """Nothing to do (the API's 304): already started, already stopped."""
+
+    status = 304
+
+
+class Engine(EngineQueries):
+    def __init__(self, data_root: str, exec_root: str, image_service, *,
+                 runtime: str | None = None, log_driver: str = "json-file",
+                 log_opts: dict | None = None):
+        self.data_root = os.path.abspath(data_root)
+        self.exec_root = os.path.abspath(exec_root)
+        self.images = image_service
+        self.log_driver = log_driver
+        self.log_opts = dict(log_opts or {})
+        self.containers_dir = os.path.join(self.data_root, "containers")
+        self.runtime_root = os.path.join(self.exec_root, "runtime")
+        os.makedirs(self.containers_dir, mode=0o710, exist_ok=True)
+        self.store = ContainerStore(self.data_root)
+        self._cond = threading.Condition(threading.RLock())
+        self._starting: set[str] = set()
+        self._removing: set[str] = set()
+        self._early: dict[str, dict] = {}
+        self._exits: dict[str, int] = {}
+        self._timers: dict[str, threading.Timer] = {}
+        self._delays: dict[str, float] = {}
+        self.monitor = MonitorClient(self.exec_root, runtime)
+        self.monitor.ensure()
+        self.monitor.subscribe(self._on_event, on_reconnect=self.reconcile)
+        self.reconcile()
+
+    def close(self) -> None:
+        """Forget this engine (containers and the monitor keep running)."""
+        with self._cond:
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
+        self.monitor.close()
+        self.store.close()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        return self.store.get(ref)
+
+    def _paths(self, c: Container) -> tuple[str, str, str]:
+        """(rootfs, exit file, log file)"""
+        log_name = (f"{c.id}-json.log" if self._driver(c) != "local"
+                    else os.path.join("local-logs", "container.log"))
+        return (os.path.join(c.path, "rootfs"), os.path.join(c.path, "exit.json"),
+                os.path.join(c.path, log_name))
+
+    def _driver(self, c: Container) -> str:
+        return (c.host_config.get("LogConfig") or {}).get("Type") or "json-file"
+
+    def _save(self, c: Container) -> None:
+        self.store.save(c)
+        self._cond.notify_all()
+
+    # -- create -----------------------------------------------------------------------------
+
+    def create(self, config: dict, host_config: dict | None = None,
+               name: str | None = None) -> str:
+        config = dict(config or {})
+        image_ref = config.get("Image") or ""
+        if not image_ref:
+            raise InvalidArgument("config.Image is required")
+        image = self.images.get(image_ref)  # NotFound "No such image: x" (404: the CLI pulls)
+        hc = cfgmod.check_host_config(host_config or {})
+        if not hc["LogConfig"]["Config"] and hc["LogConfig"]["Type"] == self.log_driver:
+            hc["LogConfig"]["Config"] = dict(self.log_opts)
+        merged = cfgmod.merge_image_config(config, image.config.get("config") or {})
+        if not (merged.get("Entrypoint") or merged.get("Cmd")):
+            raise InvalidArgument("No command specified")
+        full_name = cfgmod.check_name(name) if name else "/" + cfgmod.random_name()
+        try:  # fail early on a taken name; store.add decides for good
+            owner = self.store.get(full_name)
+        except NotFound:
+            owner = None
+        if owner is not None and owner.name == full_name:
+            from dockyard.engine.store import name_conflict
+            raise name_conflict(full_name, owner.id)
+        cid = secrets.token_hex(32)
+        c = Container(id=cid, name=full_name, image=image.id, image_name=image_ref,
+                      config=merged, host_config=hc,
+                      path=os.path.join(self.containers_dir, cid))
+        rootfs = os.path.join(c.path, "rootfs")
+        os.makedirs(rootfs)
+        mounted = prepared = False
+        try:
+            mounts = self.images.snapshots.prepare(f"container-{cid}", image.chain_ids[-1]
+                                                   if image.chain_ids else None)
+            prepared = True
+            from dockyard.image.snapshot import mount_all
+            mount_all(mounts, rootfs)
+            mounted = True
+            specmod.write_files(c)
+            if self._driver(c) == "local":
+                os.makedirs(os.path.join(c.path, "local-logs"), exist_ok=True)
+            specmod.build(c, rootfs)  # a bad user, capability, ulimit... fails now
+            self.store.add(c)
+        except BaseException:
+            self._cleanup_files(c, mounted, prepared)
+            raise
+        return cid
+
+    def _cleanup_files(self, c: Container, mounted: bool = True, prepared: bool = True) -> None:
+        from dockyard.image.snapshot import unmount_all
+        rootfs = os.path.join(c.path, "rootfs")
+        if mounted:
+            while os.path.ismount(rootfs):
+                unmount_all(rootfs)
+        if prepared:
+            try:
+                self.images.snapshots.remove(f"container-{c.id}")
+            except NotFound:
+                pass
+        shutil.rmtree(c.path, ignore_errors=True)
+
+    # -- start --------------------------------------------------------------------------------
+
+    def start(self, ref: str) -> None:
+        with self._cond:
+            c = self.store.get(ref)
+            if c.state.Paused:
+                raise Conflict("cannot start a paused container, try unpause instead")
+            if c.state.Running or c.id in self._starting:
+                raise NotModified("container already started")
+            if c.id in self._removing:
+                raise Conflict("container is marked for removal and cannot be started")
+            if c.state.Dead:
+                raise Conflict("cannot start a dead container")
+            c.manually_stopped = False
+            c.restart_count = 0
+            self._cancel_restart(c.id)
+            self._delays.pop(c.id, None)
+            self._starting.add(c.id)
+        self._launch(c)
+
+    def _launch(self, c: Container) -> None:
+        """Start `c` (its id is in self._starting) and record the result."""
+        try:
+            rootfs, exit_file, log_path = self._paths(c)
+            if not os.path.ismount(rootfs):
+                from dockyard.image.snapshot import mount_all
+                mount_all(self.images.snapshots.mounts(f"container-{c.id}"), rootfs)
+            spec = specmod.build(c, rootfs)
+            tmp = os.path.join(c.path, "config.json.tmp")
+            with open(tmp, "w") as f:
+                json.dump(spec, f)
+            os.replace(tmp, os.path.join(c.path, "config.json"))
+            token = secrets.token_hex(8)
+            with self._cond:
+                c.extra["token"] = token
+                self._save(c)
+            try:
+                os.unlink(exit_file)
+            except FileNotFoundError:
+                pass
+            log = c.host_config.get("LogConfig") or {}
+            pid, started_at = self.monitor.start(
+                id=c.id, bundle=c.path, token=token, tty=bool(c.config.get("Tty")),
+                stdin=bool(c.config.get("OpenStdin")), exit_file=exit_file,
+                cgroup=f"{specmod.CGROUP_PARENT}/{c.id}",
+                log={"driver": log.get("Type") or "json-file", "path": log_path,
+                     "opts": log.get("Config") or {}})
+        except BaseException as e:
+            with self._cond:
+                self._starting.discard(c.id)
+                try:
+                    c = self.store.get(c.id)
+                except NotFound:
+                    raise e from None
+                message = str(e)
+                c.state.Error = message
+                c.state.ExitCode = _start_error_code(message)
+                c.state.Restarting = c.state.Running = False
+                if c.state.Status == "restarting":
+                    c.state.set_exited(c.state.ExitCode, error=message)
+                self._save(c)
+            raise
+        with self._cond:
+            self._starting.discard(c.id)
+            c = self.store.get(c.id)
+            c.state.set_running(pid)
+            c.state.StartedAt = started_at or c.state.StartedAt
+            self._save(c)
+            early = self._early.pop(c.id, None)
+        if early is not None:
+            self._apply_exit(early)
+
+    # -- exits and restarts ---------------------------------------------------------------------
+
+    def _on_event(self, event: dict) -> None:
+        if event.get("event") == "exit":
+            self._apply_exit(event)
+
+    def _apply_exit(self, rec: dict) -> None:
+        cid = rec.get("id", "")
+        auto_remove = False
+        with self._cond:
+            if cid in self._starting:
+                self._early[cid] = rec
+                return
+            try:
+                c = self.store.get(cid)
+            except NotFound:
+                return
+            if c.extra.get("token") != rec.get("token") or not c.state.Running \
+                    or c.state.Restarting:
+                return
+            ran_for = time.time() - parse_time(c.state.StartedAt)
+            code = int(rec.get("exit_code", 255))
+            c.state.set_exited(code, bool(rec.get("oom_killed")), rec.get("finished_at"))
+            policy, retries = c.restart_policy
+            decision = restart.decide(policy, retries, code, c.restart_count,
+                                      c.manually_stopped or cid in self._removing,
+                                      self._delays.get(cid, 0.0), ran_for)
+            if decision.restart:
+                c.state.Restarting = c.state.Running = True
+                c.state.Status = "restarting"
+                self._delays[cid] = decision.delay
+                self._schedule_restart(cid, c.extra.get("token", ""), decision.delay)
+            else:
+                self._delays.pop(cid, None)
+                auto_remove = bool(c.host_config.get("AutoRemove"))
+            self._exits[cid] = self._exits.get(cid, 0) + 1
+            self._save(c)
+        if auto_remove:
+            threading.Thread(target=self._auto_remove, args=(cid,), daemon=True).start()
+
+    def _auto_remove(self, cid: str) -> None:
+        try:
+            self.remove(cid, force=True)
+        except (NotFound, Conflict):
+            pass
+
+    def _schedule_restart(self, cid: str, token: str, delay: float) -> None:
+        self._cancel_restart(cid)
+        timer = threading.Timer(delay, self._restart_now, args=(cid, token))
+        timer.daemon = True
+        self._timers[cid] = timer
+        timer.start()
+
+    def _cancel_restart(self, cid: str) -> None:
+        timer = self._timers.pop(cid, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _restart_now(self, cid: str, token: str) -> None:
+        with self._cond:
+            self._timers.pop(cid, None)
+            try:
+                c = self.store.get(cid)
+            except NotFound:
+                return
+            if not c.state.Restarting or c.extra.get("token") != token:
+                return
+            c.restart_count += 1
+            self._starting.add(cid)
+            self._save(c)
+        try:
+            self._launch(c)
+        except DockyardError:
+            pass  # recorded in the state by _launch
+
+    def reconcile(self) -> None:
+        """Adopt what still runs, apply exits that happened while we were away, and
+        restart what docker restarts at daemon start."""
+        running = self.monitor.running()
+        for c in self.store.list():
+            if c.id in self._starting:
+                continue
+            _, exit_file, _ = self._paths(c)
+            token = c.extra.get("token")
+            live = running.get(c.id)
+            if c.state.Running and not c.state.Restarting:
+                if live and live.get("token") == token:
+                    if live.get("pid") and live["pid"] != c.state.Pid:
+                        with self._cond:
+                            c.state.Pid = live["pid"]
+                            self._save(c)
+                    continue
+                rec = _read_json(exit_file)
+                if rec is None or rec.get("token") != token:
+                    rec = {"id": c.id, "token": token, "exit_code": 255, "oom_killed": False}
+                self._apply_exit(rec)
+            elif c.state.Restarting and c.id not in self._timers:
+                with self._cond:
+                    self._schedule_restart(c.id, token or "", self._delays.get(c.id, 0.1))
+            elif c.host_config.get("AutoRemove") and c.state.Status == "exited":
+                threading.Thread(target=self._auto_remove, args=(c.id,), daemon=True).start()
+
+    # -- stop, kill, pause ------------------------------------------------------------------------
+
+    def _signal(self, c: Container, sig: int) -> None:
+        try:
+            rt.kill(self.runtime_root, c.id, sig, all_processes=sig == sg.SIGKILL)
+        except (NotFound, DockyardError, ProcessLookupError):
+            pass  # already exiting: the monitor reports the exit
+
+    def _wait_gone(self, cid: str, token: str | None, timeout: float | None) -> bool:
+        def gone() -> bool:
+            try:
+                c = self.store.get(cid)
+            except NotFound:
+                return True
+            return (c.extra.get("token") != token or not c.state.Running
+                    or c.state.Restarting)
+        with self._cond:
+            return self._cond.wait_for(gone, timeout)
+
+    def stop(self, ref: str, timeout: int | None = None) -> None:
+        with self._cond:
+            c = self.store.get(ref)
+            if not c.state.Running:
+                raise NotModified("container already stopped")
+            c.manually_stopped = True
+            if c.state.Restarting:
+                self._cancel_restart(c.id)
+                c.state.set_exited(c.state.ExitCode)
+                self._exits[c.id] = self._exits.get(c.id, 0) + 1
+                self._save(c)
+                return
+            self._save(c)
+        token = c.extra.get("token")
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+        timeout = 10 if timeout is None else int(timeout)
+        sig = sg.SIGTERM
+        if c.config.get("StopSignal"):
+            sig = _parse_signal(c.config["StopSignal"])
+        self._signal(c, sig)
+        if c.state.Paused:
+            self._resume_quietly(c)
+        if self._wait_gone(c.id, token, None if timeout < 0 else timeout):
+            return
+        self._signal(c, sg.SIGKILL)
+        if not self._wait_gone(c.id, token, 30):
+            raise SystemError_(f"container {c.id} did not exit after SIGKILL")
+
+    def kill(self, ref: str, signal: str | int = "SIGKILL") -> None:
+        sig = _parse_signal(signal)
+        with self._cond:
+            c = self.store.get(ref)
+            if not c.state.Running:
+                raise Conflict(f"Container {c.id} is not running")
+            c.manually_stopped = True
+            if c.state.Restarting:
+                self._cancel_restart(c.id)
+                c.state.set_exited(c.state.ExitCode)
+                self._exits[c.id] = self._exits.get(c.id, 0) + 1
+                self._save(c)
+                return
+            self._save(c)
+        stop_sig = _parse_signal(c.config.get("StopSignal") or "SIGTERM")
+        self._signal(c, sig)
+        if c.state.Paused and sig in (sg.SIGKILL, stop_sig):
+            self._resume_quietly(c)
+        if sig == sg.SIGKILL:
+            self._wait_gone(c.id, c.extra.get("token"), 10)
+
+    def _resume_quietly(self, c: Container) -> None:
+        try:
+            rt.resume(self.runtime_root, c.id)
+        except DockyardError:
+            pass
+        with self._cond:
+            c = self.store.get(c.id)
+            if c.state.Paused:
+                c.state.Paused = False
+                c.state.Status = "running" if c.state.Running else c.state.Status
+                self._save(c)
+
+    def restart(self, ref: str, timeout: int | None = None) -> None:
+        c = self.store.get(ref)
+        try:
+            self.stop(c.id, timeout)
+        except NotModified:
+            pass
+        self.start(c.id)
+
+    def pause(self, ref: str) -> None:
+        with self._cond:
+            c = self.store.get(ref)
+            if not c.state.Running or c.state.Restarting:
+                raise Conflict(f"Container {c.id} is not running")
+            if c.state.Paused:
+                raise Conflict(f"Container {c.id} is already paused")
+            rt.pause(self.runtime_root, c.id)
+            c.state.Paused, c.state.Status = True, "paused"
+            self._save(c)
+
+    def unpause(self, ref: str) -> None:
+        with self._cond:
+            c = self.store.get(ref)
+            if not c.state.Paused:
+                raise Conflict(f"Container {c.id} is not paused")
+            rt.resume(self.runtime_root, c.id)
+            c.state.Paused, c.state.Status = False, "running"
+            self._save(c)
+
+    # -- wait, remove, rename ------------------------------------------------------------------------
+
+    def wait(self, ref: str, condition: str = "not-running",
+             timeout: float | None = None) -> int:
+        """docker wait: the exit code once `condition` (not-running|next-exit|removed) holds."""
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        with self._cond:
+            c = self.store.get(ref)
+            cid = c.id
+            if condition == "not-running" and (not c.state.Running or c.state.Restarting):
+                return c.state.ExitCode
+            seen = self._exits.get(cid, 0)
+            last = {"code": c.state.ExitCode}
+
+            def done() -> bool:
+                try:
+                    cur = self.store.get(cid)
+                except NotFound:
+                    return True
+                last["code"] = cur.state.ExitCode
+                return condition != "removed" and self._exits.get(cid, 0) != seen
+            if not self._cond.wait_for(done, timeout):
+                raise TimeoutError(f"timed out waiting for container {cid}")
+            return last["code"]
+
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        with self._cond:
+            c = self.store.get(ref)
+            if c.id in self._removing:
+                raise Conflict(f"removal of container {c.id} is already in progress")
+            if c.state.Running and not force:
+                what = "paused" if c.state.Paused else "running"
+                raise Conflict(f"You cannot remove a {what} container {c.id}. Stop the "
+                               "container before attempting removal or force remove")
+            self._removing.add(c.id)
+            self._cancel_restart(c.id)
+            if c.state.Restarting:
+                c.state.set_exited(c.state.ExitCode)
+                self._save(c)
+        try:
+            if c.state.Running and not c.state.Restarting:
+                self._signal(c, sg.SIGKILL)
+                if not self._wait_gone(c.id, c.extra.get("token"), 30):
+                    raise SystemError_(f"could not kill running container {c.id}, cannot "
+                                       "remove")
+            try:
+                rt.delete(self.runtime_root, c.id, force=True)
+            except DockyardError:
+                pass
+            self._cleanup_files(c)
+            with self._cond:
+                self.store.delete(c.id)
+                self._delays.pop(c.id, None)
+                self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._removing.discard(c.id)
+
+    def rename(self, ref: str, new_name: str) -> None:
+        full = cfgmod.check_name(new_name)
+        with self._cond:
+            c = self.store.get(ref)
+            if c.name == full:
+                raise InvalidArgument("Renaming a container with the same name as its "
+                                      "current name")
+            self.store.rename(c, full)
+            self._cond.notify_all()

@@ -1,0 +1,39 @@
+"""Small helpers of the engine: signals, JSON files, start error codes."""
+
+from __future__ import annotations
+
+import json
+
+from dockyard.errors import InvalidArgument
+
+
+def read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def parse_signal(value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().upper()
+    if text.isdigit():
+        return int(text)
+    name = text if text.startswith("SIG") else "SIG" + text
+    import signal
+    try:
+        return int(getattr(signal.Signals, name))
+    except AttributeError:
+        raise InvalidArgument(f"Invalid signal: {value}") from None
+
+
+def start_error_code(message: str) -> int:
+    """docker's exit code for a start that failed: 127 not found, 126 cannot invoke."""
+    low = message.lower()
+    if "not found" in low or "no such file" in low:
+        return 127
+    if "permission denied" in low or "not a directory" in low or "exec format" in low:
+        return 126
+    return 128
