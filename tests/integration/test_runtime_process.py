@@ -317,6 +317,15 @@ def test_root_user_has_no_supplementary_groups_by_default(rt):
     assert r.stdout.splitlines()[1] == "0"
 
 
+def test_no_signal_ignored_or_blocked(rt):
+    """The runtime's own dispositions (CPython ignores SIGPIPE) must not leak in."""
+    r = run_sh(rt, "grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -c 2", None).check()
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["SigBlk:", "0000000000000000"]
+    assert lines[1].split() == ["SigIgn:", "0000000000000000"]
+    assert "Broken pipe" not in r.stderr  # `yes` dies of SIGPIPE quietly
+
+
 def test_env(rt, monkeypatch):
     monkeypatch.setenv("DYT_HOST_ONLY", "leak")
 

@@ -8,7 +8,7 @@ import os
 import time
 
 from dockyard.errors import DockyardError
-from dockyard.linux.signals import SIGKILL
+from dockyard.linux.signals import SIGKILL, restore_defaults
 
 
 class HookError(DockyardError):
@@ -26,6 +26,7 @@ def run_hook(hook: dict, state_json: bytes, kind: str) -> None:
         try:
             os.dup2(rfd, 0)
             os.closerange(3, 1 << 16)
+            restore_defaults()
             os.execve(path, args, dict(e.split("=", 1) for e in env))
         finally:
             os._exit(127)

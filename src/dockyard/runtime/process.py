@@ -15,6 +15,7 @@ import sys
 from dockyard.errors import DockyardError
 from dockyard.linux import libc
 from dockyard.linux.capabilities import CapPlan, set_keepcaps
+from dockyard.linux.signals import restore_defaults
 from dockyard.runtime.spec import RLIMITS
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -196,6 +197,7 @@ class ProcessPlan:
             raise ExecError("current working directory is outside of the container root")
 
     def exec(self, path: str) -> None:
+        restore_defaults()  # SIGPIPE, SIGXFSZ: not ignored in the container, as with runc
         if self.no_new_privileges and self.seccomp is not None:
             self.seccomp.load()
         os.execve(path, self.args, self.env)
