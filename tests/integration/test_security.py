@@ -19,7 +19,7 @@ def run(tmp_path):
     root = str(tmp_path / "state")
     made = []
 
-    def run_container(args, mutate=None, pass_fds=(), extra=(), files=None):
+    def run_container(args, mutate=None, pass_fds=(), extra=(), files=None, preexec=None):
         bundle = str(tmp_path / f"b{len(made)}")
         if not made:
             make_bundle(bundle, args)
@@ -41,7 +41,7 @@ def run(tmp_path):
         cid = f"sec-{uuid.uuid4().hex[:8]}"
         return subprocess.run([RUNTIME, "--root", root, "run", "--bundle", bundle, *extra, cid],
                               capture_output=True, text=True, timeout=60, pass_fds=pass_fds,
-                              check=False)
+                              check=False, preexec_fn=preexec)
 
     yield run_container
     assert not os.listdir(root) if os.path.isdir(root) else True
@@ -161,3 +161,15 @@ def test_no_imports_after_entering_the_root(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.stdout.split("\n")[:2] == ["blocked", "loaded modules still work True"]
+
+
+def test_signals_ignored_by_the_runtimes_parent_are_not_passed_on(run):
+    import signal
+
+    def ignore_some():
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    result = run(["grep", "^SigIgn", "/proc/self/status"], preexec=ignore_some)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SigIgn:", "0000000000000000"]
