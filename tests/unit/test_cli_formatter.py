@@ -52,7 +52,8 @@ def test_table_header_and_alignment(capsys):
 
 
 def test_render_table_last_column_not_padded():
-    assert render_table([["a", "bb"], ["ccc", "d"]]) == "a     bb\nccc   d\n"
+    assert render_table([["a", "bb"], ["ccc", "d"]]) == "a         bb\nccc       d\n"
+    assert render_table([["REPOSITORY", "TAG"]]) == "REPOSITORY   TAG\n"
 
 
 @pytest.mark.parametrize("size, text", [(0, "0B"), (999, "999B"), (1000, "1kB"),

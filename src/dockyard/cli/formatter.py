@@ -16,8 +16,8 @@ from dockyard.units import human_duration, human_size, since  # noqa: F401 - re-
 class Template:
     def __init__(self, text: str):
         self.text = text
-        self.table = text.startswith("table ")
-        body = text[6:] if self.table else text
+        self.table = text.startswith("table")  # "table {{...}}" or "table{{...}}"
+        body = text[5:].lstrip(" ") if self.table else text
         body = body.replace("\\t", "\t").replace("\\n", "\n")
         self.parts = _parse(body)
 
@@ -161,16 +161,16 @@ def _eval(tokens: list[str], obj) -> str:
     return _str(_plain(_value(head, obj)))
 
 
-def render_table(rows: list[list[str]], padding: int = 3) -> str:
-    """Aligned columns like docker's tabwriter (minwidth 0, padding 3, last column free)."""
+def render_table(rows: list[list[str]], padding: int = 3, min_width: int = 10) -> str:
+    """Aligned columns like docker's tabwriter (minwidth 10, padding 3, last column free)."""
     if not rows:
         return ""
     cols = max(len(r) for r in rows)
-    widths = [max((len(r[i]) for r in rows if i < len(r) - 1), default=0)
-              for i in range(cols)]
+    widths = [max(max((len(r[i]) for r in rows if i < len(r) - 1), default=0) + padding,
+                  min_width) for i in range(cols)]
     lines = []
     for r in rows:
-        cells = [c.ljust(widths[i] + padding) if i < len(r) - 1 else c for i, c in enumerate(r)]
+        cells = [c.ljust(widths[i]) if i < len(r) - 1 else c for i, c in enumerate(r)]
         lines.append("".join(cells).rstrip())
     return "\n".join(lines) + "\n"
 
