@@ -13,6 +13,8 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dockyard.units import human_duration
+
 ZERO_TIME = "0001-01-01T00:00:00Z"
 STATUSES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
 
@@ -228,9 +230,9 @@ def status_text(c: Container, now_ts: float | None = None) -> str:
     now_ts = now_ts or time.time()
     st = c.state
     if st.Restarting:
-        return f"Restarting ({st.ExitCode}) {_human(now_ts - parse_time(st.FinishedAt))} ago"
+        return f"Restarting ({st.ExitCode}) {human_duration(now_ts - parse_time(st.FinishedAt))} ago"
     if st.Running:
-        text = f"Up {_human(now_ts - parse_time(st.StartedAt))}"
+        text = f"Up {human_duration(now_ts - parse_time(st.StartedAt))}"
         if st.Paused:
             text += " (Paused)"
         if st.Health:
@@ -243,32 +245,4 @@ def status_text(c: Container, now_ts: float | None = None) -> str:
         return "Dead"
     if st.Status == "created" or parse_time(st.FinishedAt) == 0:
         return "Created"
-    return f"Exited ({st.ExitCode}) {_human(now_ts - parse_time(st.FinishedAt))} ago"
-
-
-def _human(seconds: float) -> str:
-    """go-units HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
+    return f"Exited ({st.ExitCode}) {human_duration(now_ts - parse_time(st.FinishedAt))} ago"
