@@ -43,6 +43,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = open(root / "daemon.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "dockyard.cli.main", "daemon",
                              "-H", f"unix://{sock}", "--data-root", str(root / "data"),
+                             "--exec-root", str(root / "exec"),
                              "--pidfile", str(root / "d.pid")], stdout=log,
                             stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20

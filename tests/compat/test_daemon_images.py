@@ -88,6 +88,7 @@ class Daemon:
         self.log = open(root / "daemon.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             _dockyard("daemon", "-H", f"unix://{self.sock}", "--data-root", self.data_root,
+                      "--exec-root", str(root / "exec"),
                       "--pidfile", str(self.pidfile), "--config-file", str(config), *extra),
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
@@ -480,7 +481,8 @@ def test_sigterm_removes_socket_and_pidfile(tmp_path: Path) -> None:
     assert os.stat(d.sock).st_mode & 0o777 == 0o660
     assert int(d.pidfile.read_text()) == d.proc.pid
     again = subprocess.run(_dockyard("daemon", "-H", f"unix://{tmp_path}/other.sock",
-                                     "--data-root", d.data_root, "--pidfile", ""),
+                                     "--data-root", d.data_root, "--pidfile", "",
+                                     "--exec-root", str(tmp_path / "exec2")),
                            capture_output=True, text=True, timeout=30, check=False)
     assert again.returncode == 1 and "in use by another dockyard daemon" in again.stderr
     assert d.stop() == 0
@@ -492,6 +494,7 @@ def test_sigterm_removes_socket_and_pidfile(tmp_path: Path) -> None:
 def test_tcp_without_tlsverify_is_refused(tmp_path: Path) -> None:
     r = subprocess.run(_dockyard("daemon", "-H", f"tcp://127.0.0.1:{_free_port()}",
                                  "--data-root", str(tmp_path / "data"), "--pidfile", "",
+                                 "--exec-root", str(tmp_path / "exec"),
                                  "--config-file", os.devnull),
                        capture_output=True, text=True, timeout=30, check=False)
     assert r.returncode == 1 and "--tlsverify" in r.stderr

@@ -41,7 +41,7 @@ log = logging.getLogger("dockyard.api")
 
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
-AREAS = ("dockyard.api.system", "dockyard.api.images")
+AREAS = ("dockyard.api.system", "dockyard.api.images", "dockyard.api.containers")
 SERVER_HEADER = f"Dockyard/{__version__} (linux)"
 _VERSION_SEGMENT = r"/{_api_version:v[0-9][0-9.]*}"
 
@@ -54,6 +54,7 @@ class ApiBackend:
 
     images: Any  # dockyard.image.service.ImageService
     data_root: str
+    containers: Any = None  # dockyard.engine.engine.Engine
     insecure_registries: tuple[str, ...] = ()
     registry_mirrors: tuple[str, ...] = ()
     debug: bool = False

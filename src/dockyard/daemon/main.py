@@ -37,6 +37,7 @@ log = logging.getLogger("dockyard.daemon")
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_CONFIG = "/etc/dockyard/daemon.json"
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
+DEFAULT_EXEC_ROOT = "/run/dockyard"
 DEFAULT_PIDFILE = "/run/dockyard/dockyard.pid"
 DEFAULT_GROUP = "dockyard"
 DEFAULT_TLS_PORT = 2376
@@ -47,10 +48,11 @@ APPLIED: dict[str, type | tuple[type, ...]] = {
     "data-root": str, "hosts": list, "registry-mirrors": list, "insecure-registries": list,
     "debug": bool, "log-level": str, "pidfile": str, "group": str, "tls": bool,
     "tlsverify": bool, "tlscacert": str, "tlscert": str, "tlskey": str,
+    "exec-root": str, "live-restore": bool,
 }
 # Docker's keys that later parts of the engine will honour: accepted, ignored for now
 LATER = frozenset({
-    "exec-root", "log-driver", "log-opts", "default-address-pools", "live-restore",
+    "log-driver", "log-opts", "default-address-pools",
     "default-ulimits", "storage-driver", "storage-opts", "bip", "bridge", "default-runtime",
     "runtimes", "features", "builder", "labels", "max-concurrent-downloads",
     "max-concurrent-uploads", "max-download-attempts", "shutdown-timeout", "dns", "dns-opts",
@@ -68,6 +70,8 @@ LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARN
 class Settings:
     hosts: list[str] = field(default_factory=lambda: [DEFAULT_HOST])
     data_root: str = DEFAULT_DATA_ROOT
+    exec_root: str = DEFAULT_EXEC_ROOT
+    live_restore: bool = False
     pidfile: str = DEFAULT_PIDFILE
     group: str = DEFAULT_GROUP
     debug: bool = False
@@ -86,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-H", "--host", action="append", dest="hosts",
                    help=f"daemon socket(s) to listen on (default {DEFAULT_HOST})")
     p.add_argument("--data-root", help=f"engine state directory (default {DEFAULT_DATA_ROOT})")
+    p.add_argument("--exec-root", help=f"runtime state directory (default {DEFAULT_EXEC_ROOT})")
+    p.add_argument("--live-restore", action="store_true", default=None,
+                   help="keep containers running while the daemon is down")
     p.add_argument("--config-file", help=f"daemon configuration file (default {DEFAULT_CONFIG})")
     p.add_argument("-p", "--pidfile", help=f"path of the pid file (default {DEFAULT_PIDFILE}; "
                    "empty: none)")
@@ -144,6 +151,8 @@ def settings_from(argv: list[str], default_data_root: str = DEFAULT_DATA_ROOT) -
 
     s.hosts = pick(args.hosts, "hosts", s.hosts) or [DEFAULT_HOST]
     s.data_root = os.path.abspath(pick(args.data_root, "data-root", s.data_root))
+    s.exec_root = os.path.abspath(pick(args.exec_root, "exec-root", s.exec_root))
+    s.live_restore = bool(pick(args.live_restore, "live-restore", s.live_restore))
     s.pidfile = pick(args.pidfile, "pidfile", s.pidfile)
     s.group = pick(args.group, "group", s.group)
     s.debug = bool(pick(args.debug, "debug", s.debug))
@@ -284,6 +293,40 @@ def make_image_service(s: Settings):
                               mirrors=tuple(s.registry_mirrors))
 
 
+def make_engine(s: Settings, images):
+    """The container engine (it starts or adopts the monitor of the exec root)."""
+    from dockyard.engine.engine import Engine
+
+    return Engine(s.data_root, s.exec_root, images)
+
+
+def stop_engine(engine, live_restore: bool) -> None:
+    """Daemon shutdown: without live-restore, stop what runs and the monitor."""
+    import threading
+
+    if not live_restore:
+        running = [c["Id"] for c in engine.list()]
+        threads = [threading.Thread(target=_stop_quietly, args=(engine, cid)) for cid in running]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        try:
+            others = engine.monitor.running()  # another daemon's, on a shared exec root
+        except (OSError, DockyardError):
+            others = {}
+        if not others:
+            engine.monitor.shutdown()
+    engine.close()
+
+
+def _stop_quietly(engine, cid: str) -> None:
+    try:
+        engine.stop(cid)
+    except DockyardError as e:
+        log.debug("stop %s at shutdown: %s", cid[:12], e)
+
+
 async def serve(s: Settings, explicit_group: bool) -> None:
     from aiohttp import web
 
@@ -292,7 +335,8 @@ async def serve(s: Settings, explicit_group: bool) -> None:
     listeners = check_listeners(s)
     ssl_ctx = tls_context(s) if any(k == "tcp" for k, _, _ in listeners) else None
     svc = make_image_service(s)
-    api = ApiBackend(images=svc, data_root=s.data_root,
+    engine = await asyncio.to_thread(make_engine, s, svc)
+    api = ApiBackend(images=svc, data_root=s.data_root, containers=engine,
                      insecure_registries=tuple(s.insecure_registries),
                      registry_mirrors=tuple(s.registry_mirrors), debug=s.debug,
                      hosts=tuple(s.hosts))
@@ -322,6 +366,7 @@ async def serve(s: Settings, explicit_group: bool) -> None:
     finally:
         api.stopping.set()
         await runner.cleanup()
+        await asyncio.to_thread(stop_engine, engine, s.live_restore)
         for path in sockets:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -14,6 +14,9 @@ Control socket <exec-root>/monitor.sock, one JSON object per line:
    "exit_file"}                       -> {"ok":true,"pid":N} once started
   {"op":"list"}                       -> {"ok":true,"containers":{id:{"pid","token"}}}
   {"op":"subscribe"}                  -> {"ok":true}, then {"event":"exit",...} lines
+  {"op":"attach", "id", "stdin", "stdin_once"} -> {"ok":true}, then a stream
+                                         (engine/attach.py: frames both ways)
+  {"op":"resize", "id", "h", "w"}     -> {"ok":true} (a TTY's window size)
   {"op":"shutdown"}                   -> exits (containers are left running)
 
 Extension points for attach: Running.stdin (the write end of the container's
@@ -38,6 +41,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from dockyard.engine.attach import Attachment, attach_op
 from dockyard.engine.logfile import LineSplitter, open_writer, rfc3339_nano
 from dockyard.engine.monitor_util import (
     _oom_killed,
@@ -69,6 +73,7 @@ class Running:
         self.streams: dict[int, tuple[str, LineSplitter]] = {}
         self.stdin = -1  # write end of the container's stdin (or the pty master)
         self.sinks: list[Callable[[str, bytes], None]] = []
+        self.attachments: list[Attachment] = []
         self.finishing = False
         self.drain_armed = False
 
@@ -88,6 +93,7 @@ class Monitor:
         self.inits: dict[int, Running] = {}
         self.running: dict[str, Running] = {}
         self.subscribers: list[socket.socket] = []
+        self.pending_attach: dict[str, list[Attachment]] = {}  # attached before the start
         self.bufs: dict[socket.socket, bytes] = {}
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
@@ -121,7 +127,7 @@ class Monitor:
             timeout = None
             if self.timers:
                 timeout = max(0.0, self.timers[0][0] - time.monotonic())
-            for key, _ in self.sel.select(timeout):
+            for key, mask in self.sel.select(timeout):
                 kind, obj = key.data
                 if kind == "signal":
                     with _suppress(BlockingIOError):
@@ -136,6 +142,8 @@ class Monitor:
                     self._output(key.fd, obj)
                 elif kind == "console":
                     self._console(obj[0], obj[1])
+                elif kind == "attach":
+                    obj.ready(mask)
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
                 _, _, fn = heapq.heappop(self.timers)
@@ -237,6 +245,8 @@ class Monitor:
             self._send(conn, {"ok": True})
         elif op == "start":
             self._start(conn, req)
+        elif op in ("attach", "resize"):
+            attach_op(self, conn, req)
         elif op == "shutdown":
             self.stop = True
             self._send(conn, {"ok": True})
@@ -256,6 +266,9 @@ class Monitor:
             return
         r = Running(req)
         self.running[cid] = r
+        for att in self.pending_attach.pop(cid, []):
+            r.attachments.append(att)
+            att.bind(r)
         work = os.path.join(self.work, cid[:32])
         os.makedirs(work, exist_ok=True)
         pid_file = os.path.join(work, "init.pid")
@@ -306,6 +319,8 @@ class Monitor:
                     self.sel.unregister(console)
                 console.close()
             self._close_streams(r)
+            for att in list(r.attachments):
+                att.finish()
             self.running.pop(cid, None)
             self.inits.pop(r.pid, None)
             if r.pid:
@@ -430,6 +445,8 @@ class Monitor:
                     if fd in r.streams and not _readable(fd):
                         break
         self._close_streams(r)
+        for att in list(r.attachments):
+            att.finish()
         r.writer.close()
         oom = _oom_killed(r.cgroup)
         code = os.waitstatus_to_exitcode(r.status or 0)
