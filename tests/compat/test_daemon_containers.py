@@ -229,6 +229,22 @@ def test_rm_force_and_prune(docker: DockerCLI, busybox: str) -> None:
     assert "stale" not in docker("ps", "-a", "--format", "{{.Names}}").stdout
 
 
+def test_rmi_refuses_an_image_a_container_uses(docker: DockerCLI, busybox: str) -> None:
+    docker("tag", "busybox:dyk", "busybox:inuse")
+    docker("create", "--name", "user-of-image", "busybox:inuse", "true")
+    try:
+        r = docker("rmi", "busybox:inuse", check=False)
+        assert r.returncode == 1 and "container is using its referenced image" in r.stderr
+        assert "must force" in r.stderr
+        pruned = docker("image", "prune", "-a", "-f").stdout
+        assert busybox.removeprefix("sha256:")[:12] not in pruned
+        assert "busybox:inuse" in docker("images", "--format",
+                                         "{{.Repository}}:{{.Tag}}").stdout
+    finally:
+        docker("rm", "-f", "user-of-image", check=False)
+        docker("rmi", "busybox:inuse", check=False)
+
+
 def test_attach_raw_http(daemon: Daemon, docker: DockerCLI, busybox: str) -> None:
     """The hijack as the CLI sees it: 101 UPGRADED, then 8-byte frames; stdin half-close."""
     cid = docker("create", "-i", "busybox:dyk", "sh", "-c", "cat; echo bye >&2").stdout.strip()

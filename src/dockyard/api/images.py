@@ -251,7 +251,7 @@ async def remove(request: web.Request) -> web.Response:
 
     def work() -> list[tuple[str, str]]:
         with api.write_lock:
-            return api.images.remove(name, force=force)
+            return api.images.remove(name, force=force, in_use=_in_use(api))
 
     lines = await asyncio.to_thread(work)
     return json_response([{kind: text} for kind, text in lines])
@@ -362,7 +362,15 @@ def _label_match(labels: dict[str, str], spec: str) -> bool:
     return key in labels and (not eq or labels[key] == want)
 
 
-def _prune(svc, filters: dict[str, list[str]]) -> tuple[list[dict], int]:
+def _in_use(api) -> set[str]:
+    """Ids of the images some container (running or not) is made from."""
+    if api.containers is None:
+        return set()
+    return {c.image for c in api.containers.store.list()}
+
+
+def _prune(svc, filters: dict[str, list[str]], in_use: set[str] = frozenset()
+           ) -> tuple[list[dict], int]:
     """docker's ImagesDeleted entries ({"Untagged"}s then {"Deleted"} per image) and
     the space reclaimed."""
     for key in filters:
@@ -375,7 +383,7 @@ def _prune(svc, filters: dict[str, list[str]]) -> tuple[list[dict], int]:
     all_images = any(v in ("false", "0") for v in dangling)
     now = time.time()
     untils = [_until(v, now) for v in filters.get("until", [])]
-    keep, names = set(), {}
+    keep, names = set(in_use), {}
     for image in svc.list():
         names[image.id] = image.repo_tags + image.repo_digests
         labels = image.labels
@@ -394,7 +402,7 @@ async def prune(request: web.Request) -> web.Response:
 
     def work() -> tuple[list[dict], int]:
         with api.write_lock:
-            return _prune(api.images, filters)
+            return _prune(api.images, filters, _in_use(api))
 
     entries, space = await asyncio.to_thread(work)
     return json_response({"ImagesDeleted": entries or None, "SpaceReclaimed": space})
