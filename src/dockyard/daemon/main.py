@@ -282,15 +282,9 @@ def make_image_service(s: Settings):
     X-Registry-Auth (dockerd reads no client config.json)."""
     from dockyard.api.images import REQUEST_CREDENTIALS
     from dockyard.image.service import ImageService
-    from dockyard.registry.client import RegistryClient
 
-    class DaemonImageService(ImageService):
-        def _client(self) -> RegistryClient:
-            return RegistryClient(credentials=REQUEST_CREDENTIALS,  # type: ignore[arg-type]
-                                  insecure=self.insecure, mirrors=self.mirrors)
-
-    return DaemonImageService(s.data_root, insecure=tuple(s.insecure_registries),
-                              mirrors=tuple(s.registry_mirrors))
+    return ImageService(s.data_root, insecure=tuple(s.insecure_registries),
+                        mirrors=tuple(s.registry_mirrors), credentials=REQUEST_CREDENTIALS)
 
 
 def make_engine(s: Settings, images):

@@ -27,7 +27,11 @@ LAYER_COMPRESSION = "gzip"  # what push sends: every registry and engine reads g
 
 class ImageService:
     def __init__(self, data_root: str, *, config_dir: str | None = None,
-                 insecure: tuple[str, ...] = (), mirrors: tuple[str, ...] = ()):
+                 insecure: tuple[str, ...] = (), mirrors: tuple[str, ...] = (),
+                 credentials=None):
+        """Registry credentials: `credentials` (anything with .get(host) -> (user,
+        password) | None, e.g. the daemon's per-request X-Registry-Auth), else the
+        docker config.json in `config_dir`, else none."""
         from dockyard.image.snapshot import Snapshotter
 
         self.data_root = data_root
@@ -36,6 +40,7 @@ class ImageService:
         self.images = ImageStore(self.root, self.content)
         self.snapshots = Snapshotter(os.path.join(data_root, "snapshots"))
         self.config_dir = config_dir
+        self.credentials = credentials
         self.insecure = insecure
         self.mirrors = mirrors
         self.tmp = os.path.join(self.root, "tmp")
@@ -61,7 +66,9 @@ class ImageService:
     def _client(self):
         from dockyard.registry.client import CredentialStore, RegistryClient
 
-        creds = CredentialStore(self.config_dir) if self.config_dir else None
+        creds = self.credentials
+        if creds is None and self.config_dir:
+            creds = CredentialStore(self.config_dir)
         return RegistryClient(credentials=creds, insecure=self.insecure, mirrors=self.mirrors)
 
     def pull(self, name: str, progress=None) -> str:
