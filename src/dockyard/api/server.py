@@ -41,7 +41,8 @@ log = logging.getLogger("dockyard.api")
 
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
-AREAS = ("dockyard.api.system", "dockyard.api.images", "dockyard.api.containers")
+AREAS = ("dockyard.api.system", "dockyard.api.images", "dockyard.api.containers",
+         "dockyard.api.exec")
 SERVER_HEADER = f"Dockyard/{__version__} (linux)"
 _VERSION_SEGMENT = r"/{_api_version:v[0-9][0-9.]*}"
 

@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 
 from dockyard.engine.attach import Attachment, attach_op
+from dockyard.engine.exec import exec_op, exec_reaped
 from dockyard.engine.logfile import LineSplitter, open_writer, rfc3339_nano
 from dockyard.engine.monitor_util import (
     _oom_killed,
@@ -183,7 +184,8 @@ class Monitor:
                 r = self.inits.pop(pid)
                 r.status = status
                 self._maybe_finish(r)
-            # anything else: an orphan re-parented to us, reaped and forgotten
+            else:  # an exec's process (engine/exec.py) or an orphan re-parented to us
+                exec_reaped(self, pid, status)
 
     # -- control connections ------------------------------------------------------------
 
@@ -247,6 +249,8 @@ class Monitor:
             self._start(conn, req)
         elif op in ("attach", "resize"):
             attach_op(self, conn, req)
+        elif op in ("exec", "exec_state", "exec_resize"):
+            exec_op(self, conn, req)
         elif op == "shutdown":
             self.stop = True
             self._send(conn, {"ok": True})

@@ -1,0 +1,203 @@
+"""`docker exec` against `dockyard daemon` with the official docker CLI and the docker
+SDK: output, exit codes, -e/-w/-u, stdin, -d, -t, errors, and the exec inspect.
+
+One daemon for the module (private data root, exec root and socket); at the end it
+is stopped and nothing may be left (no monitor, process, mount or cgroup).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_daemon_containers import _check_nothing_left, _read_pid
+from test_daemon_images import DOCKER, Daemon, DockerCLI, http_request
+
+from dockyard.devtools.busybox import make_rootfs
+
+pytestmark = [
+    pytest.mark.skipif(not os.access(DOCKER, os.X_OK), reason="docker CLI missing"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"),
+]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dyx")
+
+
+@pytest.fixture(scope="module")
+def daemon(workdir: Path) -> Iterator[Daemon]:
+    d = Daemon(workdir, "--exec-root", str(workdir / "exec"))
+    yield d
+    monitor_pid = _read_pid(workdir / "exec" / "monitor.pid")
+    containers = os.path.join(d.data_root, "containers")
+    ids = os.listdir(containers) if os.path.isdir(containers) else []
+    assert d.stop() == 0, d.logs()
+    _check_nothing_left(workdir, monitor_pid, ids)
+
+
+@pytest.fixture(scope="module")
+def docker(daemon: Daemon, workdir: Path) -> Iterator[DockerCLI]:
+    config = workdir / "docker-config"
+    config.mkdir(exist_ok=True)
+    cli = DockerCLI(daemon, config)
+    yield cli
+    ids = cli("ps", "-aq", check=False).stdout.split()
+    if ids:
+        cli("rm", "-f", *ids, check=False)
+
+
+@pytest.fixture(scope="module")
+def busybox(docker: DockerCLI, workdir: Path) -> str:
+    root = make_rootfs(str(workdir / "rootfs"))
+    out = workdir / "busybox.tar"
+    with tarfile.open(out, "w") as tar:
+        tar.add(root, arcname=".")
+    return docker("import", "-c", 'CMD ["sh"]', str(out), "busybox:dyk").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def box(docker: DockerCLI, busybox: str) -> Iterator[str]:
+    """A running container to exec into."""
+    docker("run", "-d", "--name", "xbox", "-e", "FROM_RUN=1", "busybox:dyk",
+           "sleep", "1000")
+    yield "xbox"
+    docker("rm", "-f", "xbox", check=False)
+
+
+def test_exec_echo(docker: DockerCLI, box: str) -> None:
+    r = docker("exec", box, "echo", "hi")
+    assert r.stdout == "hi\n" and r.returncode == 0
+
+
+def test_exec_exit_code_and_streams(docker: DockerCLI, box: str) -> None:
+    r = docker("exec", box, "sh", "-c", "echo out; echo err >&2; exit 5", check=False)
+    assert r.returncode == 5
+    assert r.stdout == "out\n" and r.stderr == "err\n"
+
+
+def test_exec_env_workdir_user(docker: DockerCLI, box: str) -> None:
+    r = docker("exec", "-e", "FOO=bar", "-w", "/tmp", "-u", "1000:1000", box, "sh", "-c",
+               'echo "$FOO $FROM_RUN $(pwd) $(id -u):$(id -g)"')
+    assert r.stdout == "bar 1 /tmp 1000:1000\n"
+    r = docker("exec", box, "sh", "-c", "echo $PATH; id -u")
+    assert r.stdout.splitlines()[1] == "0" and "/bin" in r.stdout
+
+
+def test_exec_stdin(docker: DockerCLI, box: str) -> None:
+    r = docker("exec", "-i", box, "cat", input=b"one\ntwo\n")
+    assert r.stdout == "one\ntwo\n"
+    r = docker("exec", "-i", box, "sh", "-c", "wc -l; exit 3", input=b"a\nb\nc\n",
+               check=False)
+    assert r.returncode == 3 and r.stdout.strip() == "3"
+
+
+def test_exec_big_output(docker: DockerCLI, box: str) -> None:
+    lines = docker("exec", box, "seq", "1", "30000").stdout.splitlines()
+    assert len(lines) == 30000 and lines[-1] == "30000"
+
+
+def test_exec_detached(docker: DockerCLI, box: str) -> None:
+    r = docker("exec", "-d", box, "sh", "-c", "echo done > /tmp/detached")
+    assert r.stdout == ""
+    deadline = time.monotonic() + 10
+    while docker("exec", box, "cat", "/tmp/detached", check=False).stdout != "done\n":
+        assert time.monotonic() < deadline, "the detached exec did not run"
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not shutil.which("script"), reason="script(1) missing")
+def test_exec_tty(docker: DockerCLI, box: str) -> None:
+    cmd = f"{DOCKER} exec -t {box} sh -c 'tty; echo $TERM; exit 4'"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
+                       env=docker.env, timeout=60, check=False)
+    out = r.stdout.decode().replace("\r", "")
+    assert "/dev/pts/" in out and "xterm" in out
+    assert r.returncode == 4
+
+
+@pytest.mark.skipif(not shutil.which("script"), reason="script(1) missing")
+def test_exec_interactive_tty(docker: DockerCLI, box: str) -> None:
+    cmd = f"{DOCKER} exec -it {box} sh -c 'read x; echo got:$x; stty size'"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], input=b"abc\n",
+                       capture_output=True, env=docker.env, timeout=60, check=False)
+    out = r.stdout.decode().replace("\r", "")
+    assert "got:abc" in out and r.returncode == 0, out
+
+
+def test_exec_ends_when_the_container_stops(docker: DockerCLI, busybox: str) -> None:
+    docker("run", "-d", "--name", "xstop", "busybox:dyk", "sleep", "1000")
+    try:
+        proc = subprocess.Popen([DOCKER, "exec", "xstop", "sh", "-c", "echo up; sleep 1000"],
+                                env=docker.env, stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+        docker("stop", "-t", "1", "xstop")
+        assert proc.wait(timeout=30) != 0
+    finally:
+        docker("rm", "-f", "xstop", check=False)
+
+
+def test_exec_errors(docker: DockerCLI, busybox: str, box: str) -> None:
+    r = docker("exec", box, "no-such-binary", check=False)
+    assert r.returncode == 127
+    r = docker("exec", "no-such-container", "true", check=False)
+    assert r.returncode != 0 and "No such container" in r.stderr
+    docker("create", "--name", "xstopped", "busybox:dyk", "true")
+    try:
+        r = docker("exec", "xstopped", "true", check=False)
+        assert r.returncode != 0 and "is not running" in r.stderr
+    finally:
+        docker("rm", "xstopped")
+    docker("pause", box)
+    try:
+        r = docker("exec", box, "true", check=False)
+        assert r.returncode != 0 and "paused" in r.stderr
+    finally:
+        docker("unpause", box)
+
+
+def test_exec_api(daemon: Daemon, box: str) -> None:
+    status, _, body = http_request(daemon.sock, "GET", "/exec/nope/json")
+    assert status == 404 and b"No such exec instance" in body
+    config = json.dumps({"Cmd": ["sh", "-c", "exit 2"], "Tty": False}).encode()
+    status, _, body = http_request(daemon.sock, "POST", f"/containers/{box}/exec", config,
+                                   {"Content-Type": "application/json"})
+    assert status == 201, body
+    exec_id = json.loads(body)["Id"]
+    status, _, body = http_request(daemon.sock, "POST", f"/exec/{exec_id}/start",
+                                   b'{"Detach": true}', {"Content-Type": "application/json"})
+    assert status == 200, body
+    deadline = time.monotonic() + 10
+    while True:
+        status, _, body = http_request(daemon.sock, "GET", f"/exec/{exec_id}/json")
+        info = json.loads(body)
+        if not info["Running"]:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert info["ExitCode"] == 2 and info["Pid"] > 0
+    assert info["ProcessConfig"]["entrypoint"] == "sh" and len(info["ContainerID"]) == 64
+    status, _, body = http_request(daemon.sock, "POST", f"/exec/{exec_id}/start",
+                                   b'{"Detach": true}', {"Content-Type": "application/json"})
+    assert status == 409, body
+
+
+def test_exec_docker_sdk(daemon: Daemon, box: str) -> None:
+    docker_sdk = pytest.importorskip("docker")
+    client = docker_sdk.DockerClient(base_url=f"unix://{daemon.sock}", version="auto")
+    try:
+        c = client.containers.get(box)
+        assert c.exec_run("echo hi") == (0, b"hi\n")
+        code, out = c.exec_run(["sh", "-c", "echo o; echo e >&2; exit 6"], demux=True)
+        assert code == 6 and out == (b"o\n", b"e\n")
+        assert c.exec_run("tty", tty=True).output.strip().startswith(b"/dev/pts/")
+    finally:
+        client.close()
