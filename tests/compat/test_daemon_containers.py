@@ -229,6 +229,23 @@ def test_rm_force_and_prune(docker: DockerCLI, busybox: str) -> None:
     assert "stale" not in docker("ps", "-a", "--format", "{{.Names}}").stdout
 
 
+def test_many_concurrent_creates_get_unique_generated_names(docker: DockerCLI,
+                                                             busybox: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(lambda _: docker("create", "busybox:dyk", "true",
+                                                 check=False), range(40)))
+    ids = [r.stdout.strip() for r in results if r.returncode == 0]
+    try:
+        assert [r.stderr for r in results if r.returncode != 0] == []
+        names = docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        assert len(set(names)) == len(names) >= 40
+    finally:
+        if ids:
+            docker("rm", "-f", *ids, check=False)
+
+
 def test_rmi_refuses_an_image_a_container_uses(docker: DockerCLI, busybox: str) -> None:
     docker("tag", "busybox:dyk", "busybox:inuse")
     docker("create", "--name", "user-of-image", "busybox:inuse", "true")

@@ -106,7 +106,7 @@ class Engine(EngineQueries):
         merged = cfgmod.merge_image_config(config, image.config.get("config") or {})
         if not (merged.get("Entrypoint") or merged.get("Cmd")):
             raise InvalidArgument("No command specified")
-        full_name = cfgmod.check_name(name) if name else "/" + cfgmod.random_name()
+        full_name = cfgmod.check_name(name) if name else self._free_random_name()
         try:  # fail early on a taken name; store.add decides for good
             owner = self.store.get(full_name)
         except NotFound:
@@ -132,11 +132,33 @@ class Engine(EngineQueries):
             if self._driver(c) == "local":
                 os.makedirs(os.path.join(c.path, "local-logs"), exist_ok=True)
             specmod.build(c, rootfs)  # a bad user, capability, ulimit... fails now
-            self.store.add(c)
+            self._add_with_free_name(c, generated=not name)
         except BaseException:
             self._cleanup_files(c, mounted, prepared)
             raise
         return cid
+
+    def _add_with_free_name(self, c: Container, generated: bool) -> None:
+        for _ in range(5):
+            try:
+                self.store.add(c)
+                return
+            except Conflict:
+                if not generated:  # a name the user chose: docker's conflict error
+                    raise
+                c.name = self._free_random_name()  # lost a race for a generated one
+        self.store.add(c)
+
+    def _free_random_name(self) -> str:
+        """A generated name nobody uses; like docker, a digit is added after a few clashes
+        (store.add still decides for good under concurrent creates)."""
+        for attempt in range(10):
+            candidate = "/" + cfgmod.random_name() + (f"{attempt}" if attempt >= 3 else "")
+            try:
+                self.store.get(candidate)
+            except NotFound:
+                return candidate
+        return "/" + cfgmod.random_name() + "_" + secrets.token_hex(3)
 
     def _cleanup_files(self, c: Container, mounted: bool = True, prepared: bool = True) -> None:
         from dockyard.image.snapshot import unmount_all
