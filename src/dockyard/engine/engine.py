@@ -24,11 +24,11 @@ from dockyard.engine.model import Container, parse_time
 from dockyard.engine.monitor_client import MonitorClient
 from dockyard.engine.queries import EngineQueries
 from dockyard.engine.store import ContainerStore
-from dockyard.engine.util import parse_signal as _parse_signal
 from dockyard.engine.util import read_json as _read_json
 from dockyard.engine.util import start_error_code as _start_error_code
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, SystemError_
 from dockyard.linux import signals as sg
+from dockyard.linux.signals import parse as _parse_signal
 from dockyard.runtime import container as rt
 
 

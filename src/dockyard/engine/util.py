@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-from dockyard.errors import InvalidArgument
-
 
 def read_json(path: str) -> dict | None:
     try:
@@ -13,20 +11,6 @@ def read_json(path: str) -> dict | None:
             return json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def parse_signal(value: str | int) -> int:
-    if isinstance(value, int):
-        return value
-    text = str(value).strip().upper()
-    if text.isdigit():
-        return int(text)
-    name = text if text.startswith("SIG") else "SIG" + text
-    import signal
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise InvalidArgument(f"Invalid signal: {value}") from None
 
 
 def start_error_code(message: str) -> int:

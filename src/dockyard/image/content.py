@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import BinaryIO, Self
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.fsutil import fsync_dir
 from dockyard.image import digest as dg
 
 _SAFE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -37,14 +38,6 @@ _CHUNK = 1 << 20
 # ingest directories held by writers of this process: path -> owning thread id
 _held: dict[str, int] = {}
 _held_lock = threading.Lock()
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ContentStore:
@@ -325,7 +318,7 @@ class Writer:
             os.unlink(data)
         else:
             os.rename(data, target)
-            _fsync_dir(os.path.dirname(target))
+            fsync_dir(os.path.dirname(target))
         self._remove_ingest()
         return computed
 

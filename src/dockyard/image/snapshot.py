@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.fsutil import fsync_dir
 from dockyard.image import digest
 from dockyard.linux import mount as mnt
 from dockyard.linux.namespaces import unshare
@@ -47,14 +48,6 @@ MAX_DEPTH = 500  # overlayfs' own limit of lower layers
 
 def _short(snap_id: str) -> str:
     return base64.b32encode(hashlib.sha256(snap_id.encode()).digest()).decode()[:26]
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Snapshotter:
@@ -162,7 +155,7 @@ class Snapshotter:
                     shutil.rmtree(tmp, ignore_errors=True)
                     return False  # another creator won
                 raise
-            _fsync_dir(self._path("snapshots"))
+            fsync_dir(self._path("snapshots"))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -66,5 +66,36 @@ def _raw_default(sig: int) -> None:
     libc.syscall(_SYS_RT_SIGACTION, sig, ctypes.byref(action), None, 8)
 
 
-__all__ = ["PYTHON_IGNORED", "SIGHUP", "SIGINT", "SIGKILL", "SIGPIPE", "SIGQUIT", "SIGTERM",
-           "SIGUSR1", "SIGUSR2", "SIGXFSZ", "SIG_DFL", "restore_defaults", "set_handler"]
+def parse(value: str | int) -> int:
+    """A signal by number or name, with or without SIG ("9", "KILL", "SIGKILL")."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().upper()
+    if text.isdigit():
+        return int(text)
+    import signal  # only here: see the module docstring
+
+    try:
+        return int(getattr(signal.Signals, text if text.startswith("SIG") else "SIG" + text))
+    except AttributeError:
+        from dockyard.errors import InvalidArgument
+
+        raise InvalidArgument(f"Invalid signal: {value}") from None
+
+
+__all__ = [
+    "PYTHON_IGNORED",
+    "SIGHUP",
+    "SIGINT",
+    "SIGKILL",
+    "SIGPIPE",
+    "SIGQUIT",
+    "SIGTERM",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGXFSZ",
+    "SIG_DFL",
+    "parse",
+    "restore_defaults",
+    "set_handler",
+]

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockyard.errors import DockyardError
+from dockyard.fsutil import fsync_dir
 
 NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"{NAME_COMPONENT}(?:/{NAME_COMPONENT})*")
@@ -103,14 +104,6 @@ def is_digest(ref: str) -> bool:
     return ":" in ref
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` by temp file + fsync + rename (+ fsync of the directory)."""
     d = os.path.dirname(path)
@@ -121,7 +114,7 @@ def write_atomic(path: str, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(d)
+    fsync_dir(d)
 
 
 @dataclass
@@ -285,7 +278,7 @@ class Storage:
             os.fsync(f.fileno())
         os.chmod(src, 0o444)
         os.replace(src, dest)
-        _fsync_dir(os.path.dirname(dest))
+        fsync_dir(os.path.dirname(dest))
 
     def new_ingest(self) -> Ingest:
         path = os.path.join(self.root, "tmp", uuid.uuid4().hex)
@@ -377,7 +370,7 @@ class Storage:
             # the session ends before its data moves: a crash in between loses the
             # upload (the client retries) but never leaves a session without data
             _remove(os.path.join(up.dir, "state.json"))
-            _fsync_dir(up.dir)
+            fsync_dir(up.dir)
             self._commit(up.data, digest, up.offset)
             self.link_blob(up.repo, digest)
         finally:

@@ -74,19 +74,6 @@ class Logger:
         print(f"dockyard-runtime: {msg}", file=sys.stderr)
 
 
-def parse_signal(text: str) -> int:
-    import signal
-
-    text = text.upper()
-    if text.isdigit():
-        return int(text)
-    name = text if text.startswith("SIG") else "SIG" + text
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise ValueError(f"unknown signal {text!r}") from None
-
-
 def parse_duration(text: str) -> float:
     units = (("ms", 0.001), ("us", 1e-6), ("ns", 1e-9), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
     for suffix, scale in units:

@@ -5,9 +5,10 @@ import sys
 import time
 
 from dockyard.linux import signals as sg
+from dockyard.linux.signals import parse as parse_signal
 from dockyard.runtime import container as ct
 from dockyard.runtime import jsonio
-from dockyard.runtime.cli import parse_duration, parse_signal
+from dockyard.runtime.cli import parse_duration
 
 FORWARDED = (sg.SIGTERM, sg.SIGINT, sg.SIGHUP, sg.SIGQUIT, sg.SIGUSR1, sg.SIGUSR2)
 
