@@ -11,57 +11,19 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from test_daemon_containers import _check_nothing_left, _read_pid
-from test_daemon_images import DOCKER, Daemon, DockerCLI, http_request
 
-from dockyard.devtools.busybox import make_rootfs
+# the same module-scoped daemon set-up as the container tests (a daemon of its own here)
+from test_daemon_containers import busybox, daemon, docker, workdir  # noqa: F401
+from test_daemon_images import DOCKER, Daemon, DockerCLI, http_request
 
 pytestmark = [
     pytest.mark.skipif(not os.access(DOCKER, os.X_OK), reason="docker CLI missing"),
     pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"),
 ]
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dyx")
-
-
-@pytest.fixture(scope="module")
-def daemon(workdir: Path) -> Iterator[Daemon]:
-    d = Daemon(workdir, "--exec-root", str(workdir / "exec"))
-    yield d
-    monitor_pid = _read_pid(workdir / "exec" / "monitor.pid")
-    containers = os.path.join(d.data_root, "containers")
-    ids = os.listdir(containers) if os.path.isdir(containers) else []
-    assert d.stop() == 0, d.logs()
-    _check_nothing_left(workdir, monitor_pid, ids)
-
-
-@pytest.fixture(scope="module")
-def docker(daemon: Daemon, workdir: Path) -> Iterator[DockerCLI]:
-    config = workdir / "docker-config"
-    config.mkdir(exist_ok=True)
-    cli = DockerCLI(daemon, config)
-    yield cli
-    ids = cli("ps", "-aq", check=False).stdout.split()
-    if ids:
-        cli("rm", "-f", *ids, check=False)
-
-
-@pytest.fixture(scope="module")
-def busybox(docker: DockerCLI, workdir: Path) -> str:
-    root = make_rootfs(str(workdir / "rootfs"))
-    out = workdir / "busybox.tar"
-    with tarfile.open(out, "w") as tar:
-        tar.add(root, arcname=".")
-    return docker("import", "-c", 'CMD ["sh"]', str(out), "busybox:dyk").stdout.strip()
 
 
 @pytest.fixture(scope="module")
