@@ -27,6 +27,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from dockyard.devtools.distribution import BINARY as DISTRIBUTION_BINARY
+from dockyard.devtools.distribution import DistributionRegistry
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -557,34 +560,12 @@ def test_skopeo_with_token_auth(tmp_path: Path, oci_image: tuple[Path, str]) -> 
         s.stop()
 
 
-DISTRIBUTION_CONFIG = """version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: {root}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{port}
-"""
-
-
 @pytest.fixture
 def distribution(tmp_path: Path) -> Iterator[str]:
-    binary = "/usr/bin/docker-registry"
-    if not os.access(binary, os.X_OK):
+    if not os.access(DISTRIBUTION_BINARY, os.X_OK):
         pytest.skip("docker-registry missing")
-    port = free_port()
-    config = tmp_path / "distribution.yml"
-    config.write_text(DISTRIBUTION_CONFIG.format(root=tmp_path / "distribution", port=port))
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v2/", proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop(proc)
+    with DistributionRegistry(str(tmp_path / "distribution")) as registry:
+        yield registry.host
 
 
 def test_distribution_round_trip(reg: Server, distribution: str,
