@@ -183,7 +183,7 @@ def exec_op(mon: Any, conn: socket.socket, req: dict) -> None:
 
 
 def _start(mon: Any, conn: socket.socket, req: dict) -> None:
-    from dockyard.engine.monitor_util import _rmtree, _runtime_error
+    from dockyard.engine.monitor_util import _rmtree, _runtime_error, stdio_pipes
 
     table = _table(mon)
     cid = req["container"]
@@ -221,18 +221,12 @@ def _start(mon: Any, conn: socket.socket, req: dict) -> None:
         console = _Console(mon, proc, sock_path)
         args += ["--console-socket", sock_path]
     else:
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        close_after += [out_w, err_w]
-        stdin_fd = null
-        if req.get("stdin"):
-            in_r, in_w = os.pipe2(os.O_CLOEXEC)
-            close_after.append(in_r)
-            os.set_blocking(in_w, False)
-            stdin_fd, proc.stdin = in_r, in_w
+        stdio, out_r, err_r, stdin_w = stdio_pipes(null, bool(req.get("stdin")), close_after)
+        if stdin_w is not None:
+            os.set_blocking(stdin_w, False)
+            proc.stdin = stdin_w
         _Reader(mon, proc, out_r, "stdout")
         _Reader(mon, proc, err_r, "stderr")
-        stdio = (stdin_fd, out_w, err_w)
     args.append(cid)
 
     def fail(message: str) -> None:

@@ -50,6 +50,7 @@ from dockyard.engine.monitor_util import (
     _rmtree,
     _runtime_error,
     _suppress,
+    stdio_pipes,
     write_json_atomic,
 )
 
@@ -301,19 +302,14 @@ class Monitor:
             stdio = (null, null, null)
             args.append(cid)
         else:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            close_after += [out_w, err_w]
-            stdin_fd = null
-            if req.get("stdin"):
-                in_r, in_w = os.pipe2(os.O_CLOEXEC)
-                close_after.append(in_r)
-                stdin_fd, r.stdin = in_r, in_w
+            stdio, out_r, err_r, stdin_w = stdio_pipes(null, bool(req.get("stdin")),
+                                                       close_after)
+            if stdin_w is not None:
+                r.stdin = stdin_w
             for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
                 os.set_blocking(fd, False)
                 r.streams[fd] = (name, LineSplitter())
                 self.sel.register(fd, selectors.EVENT_READ, ("output", r))
-            stdio = (stdin_fd, out_w, err_w)
             args.append(cid)
 
         def fail(message: str) -> None:

@@ -59,3 +59,18 @@ class _suppress:
 
     def __exit__(self, et, ev, tb) -> bool:
         return et is not None and issubclass(et, self.exc)
+
+
+def stdio_pipes(null: int, with_stdin: bool, close_after: list[int]
+                ) -> tuple[tuple[int, int, int], int, int, int | None]:
+    """Pipes for a process without a terminal: (its stdin/stdout/stderr, our stdout and
+    stderr read ends, our stdin write end or None). The child's ends are appended to
+    `close_after` (closed once the child has them)."""
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    close_after += [out_w, err_w]
+    stdin_fd, stdin_w = null, None
+    if with_stdin:
+        stdin_fd, stdin_w = os.pipe2(os.O_CLOEXEC)
+        close_after.append(stdin_fd)
+    return (stdin_fd, out_w, err_w), out_r, err_r, stdin_w
