@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.proc import CommandFailed, run
-from bench.scenario import Metrics, Skip
+from bench.scenario import Metrics, Scenario, Skip
 
 IMAGE = "busybox:dyk"
 TIMEOUT = 60.0
@@ -287,3 +287,54 @@ class DaemonPeers:
             self.ours.engine_pids()  # refreshes monitor_pid
             return [self.ours.monitor_pid] if self.ours.monitor_pid else []
         return self.dockerd_helper_pids(shims_only=True)
+
+
+class DaemonScenario(Scenario):
+    """A scenario run through the same docker CLI against `dockyard daemon` ("ours") and
+    a private dockerd ("reference"). Subclasses define `run(side)` and may define
+    `prepare(side)` and `check(side)`; by default a check insists nothing is left."""
+
+    ours_label = "dockyard"
+    reference_label = "docker"
+    runs = 5
+    warmup = 1
+
+    def __init__(self) -> None:
+        self.peers = DaemonPeers()
+
+    def setup(self, workdir: Path) -> None:
+        self.peers.start(workdir)
+
+    def teardown(self) -> None:
+        self.peers.stop()
+
+    def run(self, side: str) -> Metrics | None:
+        raise NotImplementedError
+
+    def prepare(self, side: str) -> None:
+        """Untimed, before each run."""
+
+    def check(self, side: str) -> Metrics | None:
+        """Untimed, after each run: by default, no container may be left."""
+        left = self.peers.docker_quiet(side, "ps", "-aq").stdout.split()
+        if left:
+            raise RuntimeError(f"{self.name} left containers: {left}")
+        return None
+
+    def ours(self) -> Metrics | None:
+        return self.run("ours")
+
+    def reference(self) -> Metrics | None:
+        return self.run("reference")
+
+    def prepare_ours(self) -> None:
+        self.prepare("ours")
+
+    def prepare_reference(self) -> None:
+        self.prepare("reference")
+
+    def check_ours(self) -> Metrics | None:
+        return self.check("ours")
+
+    def check_reference(self) -> Metrics | None:
+        return self.check("reference")

@@ -1,15 +1,13 @@
 """Idle memory of `dockyard daemon` + monitor vs dockerd + containerd, and what one running
 container costs the engine (our monitor vs a containerd-shim-runc-v2)."""
 
-from pathlib import Path
-
-from bench.scenario import Metrics, Scenario
-from bench.scenarios._daemon_peers import DaemonPeers, memory_kb
+from bench.scenario import Metrics
+from bench.scenarios._daemon_peers import DaemonScenario, memory_kb
 
 CONTAINERS = 10
 
 
-class DaemonIdleMemory(Scenario):
+class DaemonIdleMemory(DaemonScenario):
     name = "daemon_idle_memory"
     description = (
         "Memory metric scenario; the timed action is only `docker version`. Extra metrics: "
@@ -20,24 +18,11 @@ class DaemonIdleMemory(Scenario):
         "engine_pss_per_container_kb (growth of all engine processes), then they are removed."
     )
     settle = 1.0
-    ours_label = "dockyard"
-    reference_label = "docker"
-    runs = 5
-    warmup = 1
 
-    def __init__(self) -> None:
-        self.peers = DaemonPeers()
+    def run(self, side: str) -> Metrics:
+        return self.peers.docker(side, "version")
 
-    def setup(self, workdir: Path) -> None:
-        self.peers.start(workdir)
-
-    def ours(self) -> Metrics:
-        return self.peers.docker("ours", "version")
-
-    def reference(self) -> Metrics:
-        return self.peers.docker("reference", "version")
-
-    def _check(self, side: str) -> Metrics:
+    def check(self, side: str) -> Metrics:
         peers = self.peers
         peers.remove_all(side)
         idle_pss, idle_rss = memory_kb(peers.engine_pids(side))
@@ -55,15 +40,6 @@ class DaemonIdleMemory(Scenario):
                 "idle_rss_mb": idle_rss / 1024,
                 "monitor_pss_per_container_kb": (busy_monitor - idle_monitor) / CONTAINERS,
                 "engine_pss_per_container_kb": (busy_pss - idle_pss) / CONTAINERS}
-
-    def check_ours(self) -> Metrics:
-        return self._check("ours")
-
-    def check_reference(self) -> Metrics:
-        return self._check("reference")
-
-    def teardown(self) -> None:
-        self.peers.stop()
 
 
 SCENARIO = DaemonIdleMemory()
