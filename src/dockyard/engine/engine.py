@@ -20,6 +20,7 @@ import time
 from dockyard.engine import config as cfgmod
 from dockyard.engine import restart
 from dockyard.engine import spec as specmod
+from dockyard.engine.events import EventBus
 from dockyard.engine.model import Container, parse_time
 from dockyard.engine.monitor_client import MonitorClient
 from dockyard.engine.queries import EngineQueries
@@ -41,7 +42,8 @@ class NotModified(DockyardError):
 class Engine(EngineQueries):
     def __init__(self, data_root: str, exec_root: str, image_service, *,
                  runtime: str | None = None, log_driver: str = "json-file",
-                 log_opts: dict | None = None):
+                 log_opts: dict | None = None, events: EventBus | None = None):
+        self.events = events or EventBus()
         self.data_root = os.path.abspath(data_root)
         self.exec_root = os.path.abspath(exec_root)
         self.images = image_service
