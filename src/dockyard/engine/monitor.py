@@ -41,6 +41,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from dockyard.engine import runtime_fork
 from dockyard.engine.attach import Attachment, attach_op
 from dockyard.engine.exec import exec_op, exec_reaped
 from dockyard.engine.logfile import LineSplitter, open_writer, rfc3339_nano
@@ -100,6 +101,7 @@ class Monitor:
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self.stop = False
+        self._in_process: bool | None = None
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -162,14 +164,29 @@ class Monitor:
                stdio: tuple[int, int, int] | None = None) -> None:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         fds = stdio or (null, null, null)
-        actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
+        argv = ["--root", self.runtime_root, *args]
         try:
-            pid = os.posix_spawn(self.runtime, [self.runtime, "--root", self.runtime_root,
-                                                *args], os.environ, file_actions=actions,
-                                 setsigdef=(signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM))
+            if self.in_process:
+                pid = runtime_fork.fork_runtime(argv, fds)
+            else:
+                actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
+                pid = os.posix_spawn(self.runtime, [self.runtime, *argv], os.environ,
+                                     file_actions=actions, setsigdef=(
+                                         signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM))
         finally:
             os.close(null)
         self.children[pid] = done
+
+    @property
+    def in_process(self) -> bool:
+        """Whether runtime commands run in a fork of this process (engine/runtime_fork.py):
+        only for our own runtime, imported on first use so an idle monitor stays small."""
+        if self._in_process is None:
+            self._in_process = (not os.environ.get("DOCKYARD_MONITOR_EXEC_RUNTIME")
+                                and runtime_fork.is_our_launcher(self.runtime))
+            if self._in_process:
+                runtime_fork.preload()
+        return self._in_process
 
     def _reap(self) -> None:
         while True:
@@ -282,6 +299,8 @@ class Monitor:
             os.unlink(log_file)
         args = ["--log", log_file, "--log-format", "json", "create", "--bundle", req["bundle"],
                 "--pid-file", pid_file]
+        if self.in_process:
+            runtime_fork.precompile_seccomp(req["bundle"])
         close_after: list[int] = []
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         close_after.append(null)

@@ -73,6 +73,10 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
+_COMPILED: dict[str, SeccompFilter] = {}  # profile JSON -> program, oldest first
+_COMPILED_MAX = 8
+
+
 class SeccompFilter:
     """A compiled seccomp program, ready to load with one system call."""
 
@@ -95,10 +99,26 @@ class SeccompFilter:
 
     @classmethod
     def from_spec(cls, spec: dict, field: str = "linux.seccomp") -> SeccompFilter:
-        """Validate and compile an OCI `linux.seccomp` object (raises ConfigError)."""
+        """Validate and compile an OCI `linux.seccomp` object (raises ConfigError).
+        Compiled programs are kept by profile: the monitor compiles Docker's default
+        profile once and the runtimes it forks find it here."""
+        import json
+
+        try:
+            key = field + json.dumps(spec, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            key = None  # not JSON: let the compiler name the bad field
+        cached = _COMPILED.get(key) if key else None
+        if cached is not None:
+            return cached
         import seccomp  # lazy: libseccomp's binding is only needed to compile
 
-        return _Compiler(seccomp, spec, field).compile()
+        compiled = _Compiler(seccomp, spec, field).compile()
+        if key:
+            if len(_COMPILED) >= _COMPILED_MAX:
+                _COMPILED.pop(next(iter(_COMPILED)))
+            _COMPILED[key] = compiled
+        return compiled
 
     def load(self) -> None:
         """Install the filter on this thread (all threads with TSYNC)."""
