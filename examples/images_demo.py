@@ -1,7 +1,9 @@
 """The images part of the demo: our own registry, import, push, pull, save, load.
 
-Runs `dockyard registry serve` on a free loopback port and drives the
-`dockyard` CLI against it with a private data root, printing each step.
+Starts a private `dockyard daemon` (socket, data root and exec root in a temp
+dir) and `dockyard registry serve` on a free loopback port, and drives the
+`dockyard` CLI (`-H unix://...`, the daemon does the work) against them,
+printing each step. Both are stopped at the end, whatever happens.
 """
 
 import os
@@ -14,6 +16,7 @@ import time
 import urllib.request
 
 from dockyard.devtools.busybox import make_rootfs
+from dockyard.devtools.daemon import DockyardDaemon
 
 BIN = os.path.dirname(sys.executable)
 DOCKYARD = os.path.join(BIN, "dockyard")
@@ -25,7 +28,7 @@ def step(title: str) -> None:
 
 def dockyard(env: dict, *args: str) -> None:
     print("$ dockyard " + " ".join(args), flush=True)
-    subprocess.run([DOCKYARD, *args], env=env, check=True)
+    subprocess.run([DOCKYARD, "-H", env["DOCKYARD_HOST"], *args], env=env, check=True)
 
 
 def free_port() -> int:
@@ -36,13 +39,15 @@ def free_port() -> int:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dockyard-demo-images-") as tmp:
-        env = {**os.environ, "DOCKYARD_DATA_ROOT": os.path.join(tmp, "data"),
+        daemon = DockyardDaemon(os.path.join(tmp, "daemon")).start()
+        env = {**os.environ, "DOCKYARD_HOST": daemon.host,
                "DOCKER_CONFIG": os.path.join(tmp, "docker-config")}
         port = free_port()
         registry = subprocess.Popen([DOCKYARD, "registry", "serve", "--addr",
                                      f"127.0.0.1:{port}", "--root", os.path.join(tmp, "reg")],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
+            step(f"a private dockyard daemon on {daemon.host}")
             for _ in range(100):
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
@@ -74,6 +79,9 @@ def main() -> None:
         finally:
             registry.terminate()
             registry.wait()
+            problems = daemon.stop()
+            if problems:
+                print("daemon clean-up: " + "; ".join(problems), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -44,3 +44,13 @@ fi
 $VENV/bin/python -m dockyard.devtools.launcher
 # compiled once here: the runtime must not pay for compiling at every start
 $VENV/bin/python -m compileall -q src >/dev/null
+# --init's PID 1 (our own C, src/dockyard/native/init.c): static, so it needs nothing
+# from the container's root; rebuilt only when the source is newer than the binary
+INIT_BIN=$VENV/libexec/dockyard-init
+if [ ! -x $INIT_BIN ] || [ src/dockyard/native/init.c -nt $INIT_BIN ]; then
+  echo "setup: building $INIT_BIN"
+  mkdir -p $VENV/libexec
+  gcc -static -Os -Wall -o $INIT_BIN.tmp src/dockyard/native/init.c
+  strip $INIT_BIN.tmp
+  mv -f $INIT_BIN.tmp $INIT_BIN
+fi

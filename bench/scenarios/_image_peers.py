@@ -1,5 +1,6 @@
 """What the image scenarios share: the Distribution registry on loopback, a private dockerd
-(with the docker CLI), a Dockyard data root, and the ~300 MB Debian + python3 rootfs tar.
+(with the docker CLI), a private `dockyard daemon` (driven by the dockyard CLI with -H, as
+dockerd is by the docker CLI), and the ~300 MB Debian + python3 rootfs tar.
 
 Every helper that is not timed checks what it claims: a removal leaves no blob and no layer
 cached on that side, a push left every byte of the image in the (previously empty) registry.
@@ -31,11 +32,12 @@ def dockyard_cli() -> str:
 
 
 class ImagePeers:
-    """Registry + dockerd + Dockyard data root, started by `start` and stopped by `stop`."""
+    """Registry + dockerd + dockyard daemon, started by `start` and stopped by `stop`."""
 
     def __init__(self) -> None:
         self.registry = None  # DistributionRegistry
         self.dockerd = None  # DockerdPeer
+        self.daemon = None  # DockyardDaemon
         self.data_root = ""
         self.rootfs_tar = ""
         self.dockyard = dockyard_cli()
@@ -54,10 +56,11 @@ class ImagePeers:
         if not os.access(self.dockyard, os.X_OK):
             raise Skip(f"{self.dockyard} not found (bash scripts/setup.sh)")
         from bench.fixtures import debian_python_rootfs
+        from dockyard.devtools.daemon import DockyardDaemon
 
         self.rootfs_tar = debian_python_rootfs()
-        self.data_root = str(workdir / "dockyard")
-        os.makedirs(self.data_root)
+        self.daemon = DockyardDaemon(workdir / "dockyard").start()
+        self.data_root = str(self.daemon.data_root)
         self.registry = DistributionRegistry(str(workdir / "registry")).start()
         self.dockerd = DockerdPeer.start({})
         # the peer imports busybox:dyk for the tests; a layer the image pulls cannot share
@@ -65,14 +68,17 @@ class ImagePeers:
 
     def stop(self) -> None:
         problems: list[str] = []
+        if self.daemon is not None:
+            problems += [f"dockyard daemon: {p}" for p in self.daemon.stop()]
+            self.daemon = None
         if self.dockerd is not None:
-            problems = self.dockerd.stop()
+            problems += [f"dockerd peer: {p}" for p in self.dockerd.stop()]
             self.dockerd = None
         if self.registry is not None:
             self.registry.stop()
             self.registry = None
         if problems:
-            raise RuntimeError("dockerd peer: " + "; ".join(problems))
+            raise RuntimeError("; ".join(problems))
 
     @property
     def ref(self) -> str:
@@ -80,10 +86,12 @@ class ImagePeers:
 
     # -- the two CLIs -------------------------------------------------------------
 
+    def _dockyard_argv(self, *args: str) -> list[str]:
+        return [self.dockyard, "-H", self.daemon.host, *args]
+
     def dockyard_run(self, *args: str) -> Metrics:
-        """A timed-style run of the dockyard CLI on our data root (raises CommandFailed)."""
-        env = dict(os.environ, DOCKYARD_DATA_ROOT=self.data_root)
-        run([self.dockyard, *args], env=env, timeout=TIMEOUT)
+        """A timed-style run of the dockyard CLI against our daemon (raises CommandFailed)."""
+        run(self._dockyard_argv(*args), timeout=TIMEOUT)
         return {}
 
     def docker_run(self, *args: str) -> Metrics:
@@ -92,8 +100,7 @@ class ImagePeers:
         return {}
 
     def dockyard_quiet(self, *args: str) -> subprocess.CompletedProcess:
-        env = dict(os.environ, DOCKYARD_DATA_ROOT=self.data_root)
-        return subprocess.run([self.dockyard, *args], env=env, capture_output=True, text=True,
+        return subprocess.run(self._dockyard_argv(*args), capture_output=True, text=True,
                               timeout=TIMEOUT, check=False)
 
     def docker_quiet(self, *args: str) -> subprocess.CompletedProcess:

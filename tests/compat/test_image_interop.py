@@ -4,6 +4,7 @@ docker save -> dockyard load, dockyard save -> docker load, docker push to
 `dockyard registry serve` -> dockyard pull, dockyard push to the Distribution
 registry -> docker pull. Uses the session's private dockerd (conftest.py), which
 has busybox:dyk imported; every image a test adds to it is removed at the end.
+The dockyard CLI talks to a private `dockyard daemon` per test (`-H unix://...`).
 dockerd treats 127.0.0.0/8 registries as insecure: plain HTTP works.
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from dockyard.devtools.daemon import DockyardDaemon
 from dockyard.devtools.dockerd_peer import IMAGE, DockerdPeer
 
 pytestmark = pytest.mark.dockerd
@@ -32,13 +34,15 @@ DOCKYARD = str(Path(sys.executable).parent / "dockyard")
 
 class Dockyard:
     def __init__(self, tmp: Path) -> None:
-        self.env = dict(os.environ, DOCKYARD_DATA_ROOT=str(tmp / "data"),
-                        DOCKER_CONFIG=str(tmp / "config"))
-        for var in ("DOCKYARD_INSECURE_REGISTRIES", "DOCKYARD_REGISTRY_MIRRORS", "DOCKER_HOST"):
+        self.daemon = DockyardDaemon(tmp / "daemon").start()
+        self.env = dict(os.environ, DOCKER_CONFIG=str(tmp / "config"))
+        for var in ("DOCKYARD_INSECURE_REGISTRIES", "DOCKYARD_REGISTRY_MIRRORS", "DOCKER_HOST",
+                    "DOCKYARD_HOST"):
             self.env.pop(var, None)
 
     def __call__(self, *args: str, timeout: float = 60) -> str:
-        r = subprocess.run([DOCKYARD, *args], capture_output=True, text=True, env=self.env,
+        r = subprocess.run([DOCKYARD, "-H", self.daemon.host, *args], capture_output=True,
+                           text=True, env=self.env,
                            stdin=subprocess.DEVNULL, timeout=timeout, check=False)
         assert r.returncode == 0, f"dockyard {' '.join(args)} -> {r.returncode}\n{r.stdout}{r.stderr}"
         return r.stdout
@@ -69,8 +73,11 @@ class DockerImages:
 
 
 @pytest.fixture
-def dy(tmp_path: Path) -> Dockyard:
-    return Dockyard(tmp_path)
+def dy(tmp_path: Path) -> Iterator[Dockyard]:
+    d = Dockyard(tmp_path)
+    yield d
+    problems = d.daemon.stop()
+    assert not problems, problems
 
 
 @pytest.fixture

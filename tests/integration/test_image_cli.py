@@ -1,7 +1,9 @@
-"""The real `dockyard` image commands, run as subprocesses, against real registries.
+"""The real `dockyard` image commands, run as subprocesses through a real daemon,
+against real registries.
 
-Every test gets its own DOCKYARD_DATA_ROOT and DOCKER_CONFIG in a temp dir. The
-registries are `dockyard registry serve` and the Distribution registry
+Every test gets its own `dockyard daemon` (socket, --data-root and --exec-root in
+a temp dir) and DOCKER_CONFIG; the CLI talks to the daemon with `-H unix://...`
+only. The registries are `dockyard registry serve` and the Distribution registry
 (/usr/bin/docker-registry), each on a free loopback port for the module. The
 expected texts are docker's (20.10 daemon, v28 CLI), checked side by side with
 tests/compat/test_image_interop.py.
@@ -27,6 +29,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from dockyard.devtools.daemon import DockyardDaemon
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKYARD = str(Path(sys.executable).parent / "dockyard")
@@ -81,18 +85,32 @@ class Result:
 
 
 class Dockyard:
-    """`dockyard` with a private data root and client config."""
+    """`dockyard -H unix://...` against a private daemon, with a private client config.
+
+    The CLI gets a data root that does not exist: it must not touch the store."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.data_root = tmp / "data"
-        self.env = dict(os.environ, DOCKYARD_DATA_ROOT=str(self.data_root),
+        self.daemon = DockyardDaemon(tmp / "daemon").start()
+        self.data_root = self.daemon.data_root
+        self.env = dict(os.environ, DOCKYARD_DATA_ROOT=str(tmp / "no-such-data-root"),
                         DOCKER_CONFIG=str(tmp / "config"))
-        for var in ("DOCKYARD_INSECURE_REGISTRIES", "DOCKYARD_REGISTRY_MIRRORS", "DOCKER_HOST"):
+        for var in ("DOCKYARD_INSECURE_REGISTRIES", "DOCKYARD_REGISTRY_MIRRORS", "DOCKER_HOST",
+                    "DOCKYARD_HOST"):
             self.env.pop(var, None)
 
+    def stop(self) -> None:
+        problems = self.daemon.stop()
+        assert not (tmp := self.tmp / "no-such-data-root").exists(), f"the CLI made {tmp}"
+        assert not problems, problems
+
+    def restart_after_crash(self) -> None:
+        """SIGKILL the daemon, then start a new one on the same directories."""
+        self.daemon.kill()
+        self.daemon = DockyardDaemon(self.daemon.root).start()
+
     def argv(self, *args: str) -> list[str]:
-        return [DOCKYARD, *args]
+        return [DOCKYARD, "-H", self.daemon.host, *args]
 
     def __call__(self, *args: str, input: bytes | None = None, check: bool = True,
                  timeout: float = 60) -> Result:
@@ -135,8 +153,12 @@ class Dockyard:
 
 
 @pytest.fixture
-def dy(tmp_path: Path) -> Dockyard:
-    return Dockyard(tmp_path)
+def dy(tmp_path: Path) -> Iterator[Dockyard]:
+    d = Dockyard(tmp_path)
+    try:
+        yield d
+    finally:
+        d.stop()
 
 
 def table(out: str) -> list[list[str]]:
@@ -187,10 +209,10 @@ def tiny_tar(path: Path, name: str = "hello", data: bytes = b"hi\n") -> Path:
 
 
 class OurRegistry:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *args: str) -> None:
         self.host = f"127.0.0.1:{free_port()}"
         self.proc = subprocess.Popen([DOCKYARD, "registry", "serve", "--addr", self.host,
-                                      "--root", str(root)],
+                                      "--root", str(root), *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_http(f"http://{self.host}/v2/", self.proc)
@@ -569,11 +591,14 @@ def test_save_several_and_load(dy: Dockyard, rootfs_tar: Path, tmp_path: Path) -
     assert dy.image_id("save/a:1") == dy.image_id("save/a:also") == a
     assert dy.image_id("save/b:1") == b
     assert dy.inspect("save/a:1")["Config"]["Env"] == ["X=1"]
-    # load from stdin, into another store
+    # load from stdin, into another daemon's store
     other = Dockyard(tmp_path / "other")
-    assert other("load", input=archive.read_bytes()).rc == 0
-    assert other.image_id("save/b:1") == b
-    assert other.inspect("save/b:1")["Size"] == dy.inspect("save/b:1")["Size"]
+    try:
+        assert other("load", input=archive.read_bytes()).rc == 0
+        assert other.image_id("save/b:1") == b
+        assert other.inspect("save/b:1")["Size"] == dy.inspect("save/b:1")["Size"]
+    finally:
+        other.stop()
     r = dy("load", input=b"not a tar", check=False)
     assert r.rc == 1 and "invalid archive" in r.err
     r = dy("save", "-o", str(tmp_path / "x.tar"), "nosuch", check=False)
@@ -611,7 +636,7 @@ def test_interrupted_pull_leaves_a_consistent_store(dy: Dockyard, random_tar: Pa
 
         proxy.rate = 4 << 20  # ~5 s for the layer: long enough to kill it halfway
         proc = subprocess.Popen(dy.argv("pull", ref), env=dy.env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             def ingested() -> int:
                 sizes = [p.stat().st_size for p in dy.ingest.glob("*/data")]
@@ -622,11 +647,13 @@ def test_interrupted_pull_leaves_a_consistent_store(dy: Dockyard, random_tar: Pa
                 assert proc.poll() is None, "the pull ended before it could be killed"
                 assert time.monotonic() < deadline, "the pull did not start downloading"
                 time.sleep(0.02)
-            proc.send_signal(signal.SIGKILL)
+            # the daemon does the pull: a crash of the daemon is what interrupts it
+            dy.restart_after_crash()
+            _, err = proc.communicate(timeout=30)
         finally:
             proc.kill()
             proc.wait()
-        assert proc.returncode == -signal.SIGKILL
+        assert proc.returncode == 1, err  # the CLI reports the daemon going away
 
         # consistent: no partial blob, no image, the commands work
         assert all(b not in layer_blob for b in dy.check_blobs())
@@ -647,3 +674,108 @@ def test_interrupted_pull_leaves_a_consistent_store(dy: Dockyard, random_tar: Pa
         assert dy.inspect(ref)["Size"] == 20 << 20
     finally:
         proxy.close()
+
+
+def test_login_then_push_and_pull_with_credentials(dy: Dockyard, rootfs_tar: Path,
+                                                   tmp_path: Path) -> None:
+    """The credentials live in the client's config.json and reach the daemon in
+    X-Registry-Auth; `login` has the daemon check them (POST /auth)."""
+    bcrypt = pytest.importorskip("bcrypt")
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("dyk:" + bcrypt.hashpw(b"pw-123", bcrypt.gensalt(rounds=4)).decode()
+                        + "\n")
+    reg = OurRegistry(tmp_path / "registry-auth", "--htpasswd", str(htpasswd))
+    config = tmp_path / "config" / "config.json"
+    try:
+        ref = f"{reg.host}/auth/busybox:v1"
+        dy("import", str(rootfs_tar), ref)
+        denied = dy("push", ref, check=False)
+        assert denied.rc == 1 and "Error response from daemon: " in denied.err
+        assert "unauthorized" in denied.err
+        bad = dy("login", "-u", "dyk", "--password-stdin", reg.host, input=b"wrong\n",
+                 check=False)
+        assert bad.rc == 1 and bad.err.startswith("Error response from daemon: ")
+        assert not config.exists()
+        ok = dy("login", "-u", "dyk", "--password-stdin", reg.host, input=b"pw-123\n")
+        assert ok.lines()[-1] == "Login Succeeded"
+        assert oct(config.stat().st_mode & 0o777) == "0o600"
+        assert reg.host in json.loads(config.read_text())["auths"]
+        assert re.search(r"^v1: digest: sha256:[0-9a-f]{64} size: \d+$", dy("push", ref).out,
+                         re.MULTILINE)
+        dy("rmi", ref)
+        assert dy("pull", ref).lines()[-1] == ref
+        assert dy("logout", reg.host).out == f"Removing login credentials for {reg.host}\n"
+        assert reg.host not in json.loads(config.read_text())["auths"]
+        dy("rmi", ref)
+        assert "unauthorized" in dy("pull", ref, check=False).err
+    finally:
+        reg.stop()
+
+
+def test_import_from_a_url(dy: Dockyard, tmp_path: Path) -> None:
+    import functools
+    import http.server
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    tiny_tar(tmp_path / "t.tar")
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/t.tar"
+        image_id = dy("import", url, "fromurl:1").out.strip()  # the daemon downloads it
+        assert dy.image_id("fromurl:1") == image_id
+        assert dy.inspect("fromurl:1")["Comment"] == f"Imported from {url}"
+        r = dy("import", url + ".missing", check=False)
+        assert r.rc == 1 and "Error response from daemon: could not download" in r.err
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_client_side_errors(dy: Dockyard, rootfs_tar: Path, tmp_path: Path) -> None:
+    r = dy("pull", "-a", "busybox", check=False)
+    assert r.rc == 1 and r.err.startswith("Error: --all-tags is not supported")
+    r = dy("push", "-a", "busybox:1", check=False)
+    assert r.rc == 1 and r.err == "Error: tag can't be used with --all-tags/-a\n"
+    dy("import", str(rootfs_tar), "tty:1")
+    master, slave = os.openpty()
+    try:
+        r = subprocess.run(dy.argv("save", "tty:1"), stdout=slave, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, env=dy.env, timeout=30, check=False)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 1
+    assert r.stderr == (b"Error: cowardly refusing to save to a terminal. Use the -o flag or "
+                        b"redirect\n")
+    missing = tmp_path / "missing.tar"
+    for args in (["load", "-i", str(missing)], ["import", str(missing)]):
+        r = dy(*args, check=False)
+        assert r.rc == 1 and r.err == f"Error: open {missing}: no such file or directory\n"
+    sock = tmp_path / "nobody-listens.sock"
+    r = subprocess.run([DOCKYARD, "-H", f"unix://{sock}", "images"], capture_output=True,
+                       text=True, env=dy.env, timeout=30, check=False)
+    assert r.returncode == 1
+    assert r.stderr == (f"Cannot connect to the Dockyard daemon at unix://{sock}. Is the "
+                        "dockyard daemon running?\n")
+
+
+def test_the_cli_imports_no_engine_code(dy: Dockyard) -> None:
+    """The image and login verbs are thin: Engine API requests, no engine modules."""
+    code = (
+        "import sys\n"
+        "from dockyard.cli.main import main\n"
+        f"assert main(['-H', {dy.daemon.host!r}, 'images', '-q']) == 0\n"
+        "assert main(['-H', 'unix:///nonexistent.sock', 'pull', 'x']) == 1\n"
+        "import dockyard.cli.image, dockyard.cli.login\n"
+        "engine = ('dockyard.image', 'dockyard.registry', 'dockyard.engine', 'dockyard.api',\n"
+        "          'dockyard.daemon', 'dockyard.runtime', 'aiohttp')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(engine)))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dy.env, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "[]"

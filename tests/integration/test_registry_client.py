@@ -297,11 +297,20 @@ def test_pull_errors_use_the_registry_words(registry, tmp_path):
 
 
 def test_basic_auth_and_login(basic_registry, tmp_path):
+    from dockyard.devtools.daemon import DockyardDaemon
+
+    with DockyardDaemon(tmp_path / "daemon") as daemon:  # login checks through POST /auth
+        _basic_auth_and_login(basic_registry, tmp_path, daemon.host)
+        assert daemon.stop() == []
+
+
+def _basic_auth_and_login(basic_registry, tmp_path, host_url):
     from dockyard.cli.login import login, logout
 
     class Ctx:
         config_dir = str(tmp_path / "docker-config")
         data_root = str(tmp_path / "root")
+        host = host_url
 
     src = ContentStore(str(tmp_path / "src"))
     image = build_image(src, tmp_path)

@@ -377,50 +377,103 @@ def test_login_checks_bearer_and_basic(tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 
+class FakeDaemon:
+    """An Engine API stand-in on a Unix socket for `dockyard login`: /_ping, and POST /auth
+    that accepts `users` (the real daemon asks the registry; see test_image_cli.py)."""
+
+    def __init__(self, sock: str, users: dict[str, str]) -> None:
+        import http.server
+        import socketserver
+        import threading
+
+        self.host = f"unix://{sock}"
+        self.requests: list[dict] = []
+        daemon = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self, status: int, doc: dict) -> None:
+                body = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Api-Version", "1.41")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._answer(200 if self.path == "/_ping" else 404, {})
+
+            def do_POST(self) -> None:
+                doc = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                daemon.requests.append({"path": self.path, **doc})
+                if users.get(doc.get("username")) == doc.get("password"):
+                    self._answer(200, {"Status": "Login Succeeded", "IdentityToken": ""})
+                else:
+                    self._answer(401, {"message": f"login attempt to http://"
+                                                  f"{doc['serveraddress']}/v2/ failed with "
+                                                  "status: 401 Unauthorized"})
+
+        self.server = socketserver.ThreadingUnixStreamServer(sock, Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_daemon(tmp_path):
+    d = FakeDaemon(str(tmp_path / "d.sock"), {"alice": "wonderland"})
+    yield d
+    d.close()
+
+
 class Ctx:
-    def __init__(self, config_dir: str):
+    def __init__(self, config_dir: str, host: str | None = None):
         self.config_dir = config_dir
         self.data_root = "/nonexistent"
+        self.host = host
 
 
-def _cli_in_thread(fake: FakeAuthRegistry, fn):
-    """Run a CLI function (which calls asyncio.run itself) while `fake` serves."""
-    async def go():
-        return await asyncio.to_thread(fn)
-    return asyncio.run(fake.run(go))
-
-
-def test_cli_login_password_stdin_and_logout(tmp_path, monkeypatch, capsys):
+def test_cli_login_password_stdin_and_logout(tmp_path, monkeypatch, capsys, fake_daemon):
     from dockyard.cli.login import login, logout
 
-    fake = FakeAuthRegistry(scheme="basic")
-    ctx = Ctx(str(tmp_path / "docker"))
+    registry = "127.0.0.1:5000"
+    ctx = Ctx(str(tmp_path / "docker"), fake_daemon.host)
     monkeypatch.setattr(sys, "stdin", io.StringIO("wonderland\n"))
-    rc = _cli_in_thread(fake, lambda: login(["-u", "alice", "--password-stdin", fake.host],
-                                            ctx))
+    rc = login(["-u", "alice", "--password-stdin", registry], ctx)
     out = capsys.readouterr()
     assert rc == 0 and out.out.endswith("Login Succeeded\n")
     assert "stored unencrypted" in out.err
-    assert CredentialStore(ctx.config_dir).get(fake.host) == ("alice", "wonderland")
+    assert CredentialStore(ctx.config_dir).get(registry) == ("alice", "wonderland")
+    assert fake_daemon.requests == [{"path": "/v1.41/auth", "username": "alice",
+                                     "password": "wonderland", "serveraddress": registry}]
 
     # with stored credentials and no flags, they are checked again
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    rc = _cli_in_thread(fake, lambda: login([fake.host], ctx))
+    rc = login([registry], ctx)
     out = capsys.readouterr()
     assert rc == 0
     assert out.out == "Authenticating with existing credentials...\nLogin Succeeded\n"
+    assert len(fake_daemon.requests) == 2
 
-    assert logout([fake.host], ctx) == 0
-    assert capsys.readouterr().out == f"Removing login credentials for {fake.host}\n"
-    assert CredentialStore(ctx.config_dir).get(fake.host) is None
+    assert logout([registry], ctx) == 0
+    assert capsys.readouterr().out == f"Removing login credentials for {registry}\n"
+    assert CredentialStore(ctx.config_dir).get(registry) is None
     assert logout([], ctx) == 0
     assert capsys.readouterr().out == f"Removing login credentials for {DOCKER_HUB_KEY}\n"
 
 
-def test_cli_login_errors(tmp_path, monkeypatch, capsys):
+def test_cli_login_errors(tmp_path, monkeypatch, capsys, fake_daemon):
     from dockyard.cli.login import login
 
-    ctx = Ctx(str(tmp_path / "docker"))
+    ctx = Ctx(str(tmp_path / "docker"), fake_daemon.host)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert login(["127.0.0.1:1"], ctx) == 1
     assert "Cannot perform an interactive login from a non TTY device" in capsys.readouterr().err
@@ -430,8 +483,12 @@ def test_cli_login_errors(tmp_path, monkeypatch, capsys):
     assert "mutually exclusive" in capsys.readouterr().err
     assert login(["--bogus"], ctx) == 125
 
-    fake = FakeAuthRegistry(scheme="basic")
-    rc = _cli_in_thread(fake, lambda: login(["-u", "alice", "-p", "bad", fake.host], ctx))
+    rc = login(["-u", "alice", "-p", "bad", "127.0.0.1:5000"], ctx)
     err = capsys.readouterr().err
     assert rc == 1 and "Error response from daemon: login attempt to" in err
     assert not os.path.exists(os.path.join(ctx.config_dir, "config.json"))
+
+    # no daemon: docker's words, not an answer from a daemon
+    ctx = Ctx(str(tmp_path / "docker"), f"unix://{tmp_path}/none.sock")
+    assert login(["-u", "alice", "-p", "wonderland", "127.0.0.1:5000"], ctx) == 1
+    assert capsys.readouterr().err.endswith("Is the dockyard daemon running?\n")

@@ -16,7 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.api.attach import MULTIPLEXED, RAW, attach, close_transport, on_stopping
+from dockyard.api.attach import (
+    MULTIPLEXED,
+    RAW,
+    ThreadFeed,
+    attach,
+    close_transport,
+    on_stopping,
+)
 from dockyard.api.server import (
     SERVER_HEADER,
     Routes,
@@ -49,6 +56,7 @@ def register(routes: Routes) -> None:
     routes.post("/containers/{id}/unpause", _verb("unpause"))
     routes.post("/containers/{id}/wait", wait)
     routes.post("/containers/{id}/rename", rename)
+    routes.post("/containers/{id}/update", update)
     routes.post("/containers/{id}/resize", resize)
     routes.post("/containers/{id}/attach", attach)
     routes.get("/containers/{id}/logs", logs)
@@ -169,6 +177,11 @@ async def create(request: web.Request) -> web.Response:
     body = check_config(await read_json(request))
     host_config = body.pop("HostConfig", None) or {}
     body.pop("NetworkingConfig", None)
+    log = host_config.get("LogConfig") if isinstance(host_config, dict) else None
+    if isinstance(host_config, dict) and not (log or {}).get("Type"):
+        # docker: no log driver named means the daemon's log-driver (and its log-opts)
+        host_config["LogConfig"] = {"Type": getattr(engine, "log_driver", "json-file"),
+                                    "Config": (log or {}).get("Config") or {}}
     name = request.query.get("name") or None
     cid = await asyncio.to_thread(engine.create, body, host_config, name)
     return json_response({"Id": cid, "Warnings": []}, 201)
@@ -179,7 +192,8 @@ async def create(request: web.Request) -> web.Response:
 async def list_containers(request: web.Request) -> web.Response:
     engine = _engine(request)
     out = await asyncio.to_thread(engine.list, query_bool(request, "all"),
-                                  query_filters(request), query_int(request, "limit", -1))
+                                  query_filters(request), query_int(request, "limit", -1),
+                                  query_bool(request, "size"))
     return json_response(out)
 
 
@@ -228,6 +242,13 @@ async def remove(request: web.Request) -> web.Response:
                        force=query_bool(request, "force"), volumes=query_bool(request, "v"))
 
 
+async def update(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    body = await read_json(request)
+    warnings = await asyncio.to_thread(engine.update, request.match_info["id"], body)
+    return json_response({"Warnings": warnings})
+
+
 async def resize(request: web.Request) -> web.Response:
     engine = _engine(request)
     h, w = query_int(request, "h", 0), query_int(request, "w", 0)
@@ -237,6 +258,7 @@ async def resize(request: web.Request) -> web.Response:
     if c.config.get("Tty"):
         await asyncio.to_thread(engine.monitor.request,
                                 {"op": "resize", "id": c.id, "h": h, "w": w}, 10)
+    engine.emit(c, "resize", height=h, width=w)
     return _no_content(200)
 
 
@@ -248,22 +270,22 @@ async def wait(request: web.Request) -> web.StreamResponse:
     if condition not in ("not-running", "next-exit", "removed"):
         raise InvalidArgument(f"invalid condition: {condition!r}")
     c = await asyncio.to_thread(engine.get, request.match_info["id"])
+    if condition == "removed":  # the exit code first (removal forgets it), then the removal
+        first = "next-exit" if c.state.Running or c.state.Status == "created" \
+            else "not-running"
+        exited = await asyncio.to_thread(engine.waiter, c.id, first)
 
-    def work() -> int:
-        if condition != "removed":
-            return engine.wait(c.id, condition)
-        code = c.state.ExitCode
-        try:  # the exit code first (removal forgets it), then the removal
-            first = "next-exit" if c.state.Running or c.state.Status == "created" \
-                else "not-running"
-            code = engine.wait(c.id, first)
-            engine.wait(c.id, "removed")
-        except NotFound:
-            pass
-        return code
-
-    task = in_thread(work)
-    await asyncio.sleep(0.02)  # let the worker register its waiter
+        def work() -> int:
+            code = c.state.ExitCode
+            try:
+                code = exited(None)
+                engine.wait(c.id, "removed")
+            except NotFound:
+                pass
+            return code
+    else:
+        work = await asyncio.to_thread(engine.waiter, c.id, condition)
+    task = in_thread(work)  # registered: the headers may go out now
     resp = web.StreamResponse(headers={"Content-Type": "application/json",
                                        "Server": SERVER_HEADER})
     await resp.prepare(request)
@@ -301,9 +323,6 @@ def _unix_time(request: web.Request, name: str) -> float | None:
             raise InvalidArgument(f"invalid value for {name}: {value!r}") from None
 
 
-_END = object()
-
-
 async def logs(request: web.Request) -> web.StreamResponse:
     engine = _engine(request)
     want = {"stdout": query_bool(request, "stdout"), "stderr": query_bool(request, "stderr")}
@@ -318,8 +337,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
         engine.logs, c.id, follow=query_bool(request, "follow"),
         since=_unix_time(request, "since"), until=_unix_time(request, "until"), tail=tail,
         timestamps=query_bool(request, "timestamps"), stop=stop)
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+    # batched and bounded: one cross-thread hand-off per line made 100k lines take 13 s,
+    # and the end marker could be lost on a full queue (the reply hung)
+    feed = ThreadFeed(asyncio.get_running_loop())
 
     def pump() -> None:
         try:
@@ -331,9 +351,10 @@ async def logs(request: web.Request) -> web.StreamResponse:
                     if not tty:
                         data = bytes([2 if stream == "stderr" else 1, 0, 0, 0]) + \
                             len(data).to_bytes(4, "big") + data
-                    asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+                    if not feed.put(data):
+                        return
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, _END)
+            feed.finish()
 
     version = tuple(int(p) for p in api_version(request).split(".") if p.isdigit())
     resp = web.StreamResponse(headers={
@@ -344,7 +365,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     worker = in_thread(pump)
     watcher = on_stopping(request, lambda: (stop.set(), close_transport(request)()))
     try:
-        while (item := await queue.get()) is not _END:
+        while (item := await feed.get()) is not None:
             await resp.write(item)
         await resp.write_eof()
     except ConnectionResetError:
@@ -352,8 +373,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     finally:
         watcher.cancel()
         stop.set()
-        while not queue.empty():  # unblock the worker; it sees `stop` and ends
-            queue.get_nowait()
+        feed.close()  # unblocks the worker; it sees `stop` and ends
         del worker
     return resp
 
@@ -436,4 +456,6 @@ def _label_ok(labels: dict, wanted: str) -> bool:
 async def prune(request: web.Request) -> web.Response:
     engine = _engine(request)
     out = await asyncio.to_thread(_prune, engine, query_filters(request))
+    engine.events.emit("container", "prune", "",
+                       {"reclaimed": str(out.get("SpaceReclaimed") or 0)})
     return json_response(out)

@@ -32,6 +32,7 @@ from dockyard.api.server import (
     query_int,
     read_json,
 )
+from dockyard.engine.events import exec_action
 from dockyard.errors import (
     Conflict,
     DockyardError,
@@ -132,6 +133,7 @@ class ExecStore:
             self.execs[ex.id] = ex
             while len(self.execs) > MAX_EXECS:
                 self.execs.popitem(last=False)
+        self.engine.emit(c, exec_action("exec_create", cmd), execID=ex.id)
         return ex.id
 
     def get(self, exec_id: str) -> ExecInstance:
@@ -149,9 +151,10 @@ class ExecStore:
                 if ex.exit_code is None:
                     raise Conflict(f"Error: Exec command {ex.id} is already running")
                 raise Conflict(f"Error: Exec command {ex.id} has already run")
-            self.container(ex.container_id)
+            c = self.container(ex.container_id)
             ex.started = True
             ex.running = True
+        self.engine.emit(c, exec_action("exec_start", ex.config["Cmd"]), execID=ex.id)
         return ex
 
     def refresh(self, ex: ExecInstance) -> None:
@@ -271,6 +274,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         store.answered(ex, {"ok": False, "exit_code": 126})
         raise SystemError_(f"cannot reach the container monitor: {e}") from None
     try:
+        keys = _detach_keys(store, ex)  # a bad DetachKeys is a 400, before the hijack
         version = tuple(int(p) for p in api_version(request).split(".") if p.isdigit())
         multiplexed = not tty and version >= (1, 42)
         resp, raw = await hijack(request, MULTIPLEXED if multiplexed else RAW)
@@ -288,10 +292,18 @@ async def start(request: web.Request) -> web.StreamResponse:
         await _console_size(store, ex, tty, size)
         want = {1: bool(ex.config.get("AttachStdout")), 2: bool(ex.config.get("AttachStderr"))}
         await _pump(request, raw, reader, writer, tty, want,
-                    bool(ex.config.get("AttachStdin")))
+                    bool(ex.config.get("AttachStdin")), keys)
         return resp
     finally:
         writer.close()
+
+
+def _detach_keys(store: ExecStore, ex: ExecInstance) -> bytes:
+    """The exec's DetachKeys, else the daemon's detach-keys, else ctrl-p ctrl-q."""
+    from dockyard.engine.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
+
+    text = ex.config.get("DetachKeys") or getattr(store.engine, "detach_keys", "")
+    return parse_detach_keys(text) if text else DEFAULT_DETACH_KEYS
 
 
 async def _console_size(store: ExecStore, ex: ExecInstance, tty: bool, size: Any) -> None:

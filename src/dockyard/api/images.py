@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
+from dockyard.api.events import emit_event, image_event
 from dockyard.api.server import (
     Routes,
     backend,
@@ -110,7 +111,8 @@ def _summaries(svc, filters: dict[str, list[str]], show_all: bool) -> list[dict]
     parsed = listing.parse_filters([f"{k}={v}" for k, vs in filters.items() for v in vs])
     patterns = parsed.get("reference", [])
     out = []
-    for image in svc.list():
+    # newest first, as dockerd lists them (ties keep the store's order)
+    for image in sorted(svc.list(), key=lambda i: i.created_unix, reverse=True):
         if not listing.matches(image, parsed, svc):
             continue
         tags, digests = list(image.repo_tags), list(image.repo_digests)
@@ -194,6 +196,7 @@ async def _pull(request: web.Request) -> web.StreamResponse:
     def work(emit: Callable[[dict], None]) -> None:
         with REQUEST_CREDENTIALS.using(creds):
             svc.pull(str(ref), _progress(emit))
+        image_event(request, "pull", ref.familiar(), ref.familiar_name)
 
     # "<tag>: Pulling from <repo>" comes before the registry is asked: an error
     # right after it (no such repository, unauthorized) is still a plain error
@@ -204,8 +207,8 @@ async def _import(request: web.Request) -> web.StreamResponse:
     from dockyard.image.changes import apply_changes
 
     source = request.query["fromSrc"]
-    if source != "-":
-        raise InvalidArgument(f"importing from a URL is not supported: {source}")
+    if source != "-" and not source.startswith(("http://", "https://")):
+        raise InvalidArgument(f"bad parameter: fromSrc must be - or an http(s) URL: {source}")
     reference = None
     if request.query.get("repo"):
         ref = parse(request.query["repo"])
@@ -213,14 +216,32 @@ async def _import(request: web.Request) -> web.StreamResponse:
     config = apply_changes({}, request.query.getall("changes", []))
     message = request.query.get("message", "")
     api = backend(request)
-    stream = body_reader(request)
+    stream = body_reader(request) if source == "-" else None
 
     def work(emit: Callable[[dict], None]) -> None:
-        image_id = api.images.import_(stream, reference=reference, changes=config,
-                                      message=message)
+        # the request body is the aiohttp stream's to close; a download is ours
+        with contextlib.nullcontext(stream) if stream is not None else _open_url(source) as src:
+            image_id = api.images.import_(src, reference=reference, changes=config,
+                                          message=message or _import_comment(source))
+        image_event(request, "import", image_id)
         emit({"status": image_id})
 
     return await json_stream(request, work)
+
+
+def _open_url(url: str):
+    """The body of a `docker import URL` download (dockerd fetches it, not the CLI)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(url, timeout=60)  # the caller checked: http(s) only
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise InvalidArgument(f"could not download {url}: {e}") from None
+
+
+def _import_comment(source: str) -> str:
+    return "" if source == "-" else f"Imported from {source}"
 
 
 # -- tag / remove ----------------------------------------------------------------------
@@ -239,6 +260,7 @@ async def tag(request: web.Request) -> web.Response:
     def work() -> None:
         with api.write_lock:
             api.images.tag(name, str(target))
+            image_event(request, "tag", api.images.get(name).id, target.familiar())
 
     await asyncio.to_thread(work)
     return web.Response(status=201)
@@ -251,7 +273,12 @@ async def remove(request: web.Request) -> web.Response:
 
     def work() -> list[tuple[str, str]]:
         with api.write_lock:
-            return api.images.remove(name, force=force, in_use=_in_use(api))
+            image_id = api.images.get(name).id
+            lines = api.images.remove(name, force=force, in_use=_in_use(api))
+        for kind, text in lines:  # docker names the image by id in both
+            if kind == "Untagged" or text == image_id:
+                image_event(request, "untag" if kind == "Untagged" else "delete", image_id)
+        return lines
 
     lines = await asyncio.to_thread(work)
     return json_response([{kind: text} for kind, text in lines])
@@ -294,6 +321,7 @@ async def push(request: web.Request) -> web.StreamResponse:
             for target in targets:
                 pushed.clear()
                 digest = svc.push(target, _progress(sink))
+                image_event(request, "push", parse(target).familiar(), parse(target).familiar_name)
                 info = {"Tag": parse(target).tag or "latest", "Digest": digest, "Size": 0,
                         **pushed}
                 emit({"status": f"{info['Tag']}: digest: {digest} size: {info['Size']}"})
@@ -310,7 +338,9 @@ async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
     if not names:
         raise InvalidArgument("bad parameter: no image names given")
     svc = backend(request).images
-    await asyncio.to_thread(lambda: [svc.images.resolve(n) for n in names])
+    ids = await asyncio.to_thread(lambda: [svc.images.resolve(n) for n in names])
+    for image_id in dict.fromkeys(ids):
+        image_event(request, "save", image_id)
     return await byte_stream(request, lambda out: save(svc, names, out))
 
 
@@ -330,6 +360,7 @@ async def load(request: web.Request) -> web.StreamResponse:
 
     def work(emit: Callable[[dict], None]) -> None:
         for line in load_archive(svc, stream):
+            image_event(request, "load", line.split(": ", 1)[-1])
             emit({"stream": line + "\n"})
 
     return await json_stream(request, work)
@@ -405,6 +436,7 @@ async def prune(request: web.Request) -> web.Response:
             return _prune(api.images, filters, _in_use(api))
 
     entries, space = await asyncio.to_thread(work)
+    emit_event(request, "image", "prune", "", {"reclaimed": str(space)})
     return json_response({"ImagesDeleted": entries or None, "SpaceReclaimed": space})
 
 

@@ -42,7 +42,8 @@ log = logging.getLogger("dockyard.api")
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
 AREAS = ("dockyard.api.system", "dockyard.api.images", "dockyard.api.containers",
-         "dockyard.api.exec")
+         "dockyard.api.exec", "dockyard.api.events",
+         "dockyard.api.containerfs")  # keep last: its prune stubs yield to real areas
 SERVER_HEADER = f"Dockyard/{__version__} (linux)"
 _VERSION_SEGMENT = r"/{_api_version:v[0-9][0-9.]*}"
 
@@ -59,6 +60,7 @@ class ApiBackend:
     insecure_registries: tuple[str, ...] = ()
     registry_mirrors: tuple[str, ...] = ()
     debug: bool = False
+    live_restore: bool = False
     hosts: tuple[str, ...] = ()
     started: float = field(default_factory=time.time)
     write_lock: threading.Lock = field(default_factory=threading.Lock)

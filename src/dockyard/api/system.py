@@ -1,9 +1,8 @@
-"""System endpoints: /_ping, /version, /info, /events."""
+"""System endpoints: /_ping, /version, /info (/events is api/events.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import platform
 import socket
@@ -21,7 +20,6 @@ from dockyard.api.server import (
     Routes,
     backend,
     json_response,
-    query_filters,
 )
 
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
@@ -43,7 +41,7 @@ def register(routes: Routes) -> None:
     routes.head("/_ping", ping)
     routes.get("/version", version)
     routes.get("/info", info)
-    routes.get("/events", events)
+    routes.get("/system/df", disk_usage)
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -157,12 +155,21 @@ def _registry_config(api) -> dict:
             "Mirrors": list(api.registry_mirrors)}
 
 
+def _counts(api) -> dict[str, int]:
+    """Containers by state, as dockerd counts them (restarting counts as running)."""
+    states = [c.state for c in api.containers.store.list()] if api.containers else []
+    paused = sum(1 for st in states if st.Paused)
+    running = sum(1 for st in states if st.Running and not st.Paused)
+    return {"Containers": len(states), "ContainersRunning": running,
+            "ContainersPaused": paused, "ContainersStopped": len(states) - running - paused}
+
+
 def _info(api) -> dict:
     images = api.images.list()
     now = time.time()
     return {
         "ID": engine_id(api.data_root),
-        "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        **_counts(api),
         "Images": len(images),
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
@@ -207,9 +214,9 @@ def _info(api) -> dict:
         "DefaultRuntime": "dockyard",
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                   "ControlAvailable": False, "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": False,
+        "LiveRestoreEnabled": api.live_restore,
         "Isolation": "",
-        "InitBinary": "",
+        "InitBinary": "docker-init",
         "ContainerdCommit": {"ID": "", "Expected": ""},
         "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
@@ -225,22 +232,11 @@ async def info(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(_info, backend(request)))
 
 
-async def events(request: web.Request) -> web.StreamResponse:
-    """No events are recorded yet: an empty stream, kept open (like `docker events`)
-    until the client leaves, `until` passes or the daemon stops."""
-    query_filters(request)  # a malformed filter is still a 400
-    until = request.query.get("until", "")
-    resp = web.StreamResponse(headers={"Content-Type": "application/json",
-                                       "Server": SERVER_HEADER})
-    resp.enable_chunked_encoding()
-    await resp.prepare(request)
-    timeout: float | None = None
-    if until:
-        try:
-            timeout = max(0.0, float(until) - time.time())
-        except ValueError:
-            timeout = 0.0
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(backend(request).stopping.wait(), timeout)
-    await resp.write_eof()
-    return resp
+async def disk_usage(request: web.Request) -> web.Response:
+    from dockyard.engine.containerfs import disk_usage as usage
+    from dockyard.errors import DockyardError
+
+    api = backend(request)
+    if api.containers is None:
+        raise DockyardError("the container engine is not available")
+    return json_response(await asyncio.to_thread(usage, api.containers))

@@ -441,6 +441,174 @@ def stats(argv: list[str], ctx) -> int:
         time.sleep(0.5)
 
 
+# -- update, port, diff, export, commit ------------------------------------------------------
+
+UPDATE_FLAGS = [Flag("blkio-weight", VALUE), Flag("cpu-period", VALUE),
+                Flag("cpu-quota", VALUE), Flag("cpu-rt-period", VALUE),
+                Flag("cpu-rt-runtime", VALUE), Flag("cpu-shares", VALUE, "c"),
+                Flag("cpus", VALUE), Flag("cpuset-cpus", VALUE), Flag("cpuset-mems", VALUE),
+                Flag("memory", VALUE, "m"), Flag("memory-reservation", VALUE),
+                Flag("memory-swap", VALUE), Flag("pids-limit", VALUE), Flag("restart", VALUE),
+                Flag("kernel-memory", VALUE)]
+
+
+def _update_body(p) -> dict[str, Any]:
+    from dockyard.cli.runflags import nano_cpus, parse_restart, ram_in_bytes
+
+    def num(flag: str) -> int:
+        text = p[flag]
+        try:
+            return int(text)
+        except ValueError:
+            raise FlagError(f'invalid argument "{text}" for "--{flag}" flag: '
+                            f'strconv.ParseInt: parsing "{text}": invalid syntax') from None
+
+    body: dict[str, Any] = {}
+    ints = {"blkio-weight": "BlkioWeight", "cpu-period": "CpuPeriod", "cpu-quota": "CpuQuota",
+            "cpu-rt-period": "CpuRealtimePeriod", "cpu-rt-runtime": "CpuRealtimeRuntime",
+            "cpu-shares": "CpuShares", "pids-limit": "PidsLimit"}
+    for flag, key in ints.items():
+        if p[flag] is not None:
+            body[key] = num(flag)
+    sizes = {"memory": "Memory", "memory-reservation": "MemoryReservation",
+             "kernel-memory": "KernelMemory"}
+    for flag, key in sizes.items():
+        if p[flag] is not None:
+            body[key] = ram_in_bytes(p[flag], f"--{flag}")
+    if p["memory-swap"] is not None:  # docker's MemorySwap: -1 is unlimited
+        swap = p["memory-swap"]
+        body["MemorySwap"] = -1 if swap == "-1" else ram_in_bytes(swap, "--memory-swap")
+    if p["cpus"] is not None:
+        body["NanoCpus"] = nano_cpus(p["cpus"])
+    for flag, key in (("cpuset-cpus", "CpusetCpus"), ("cpuset-mems", "CpusetMems")):
+        if p[flag] is not None:
+            body[key] = p[flag]
+    if p["restart"] is not None:
+        body["RestartPolicy"] = parse_restart(p["restart"])
+    return body
+
+
+def update(argv: list[str], ctx) -> int:
+    usage = "[OPTIONS] CONTAINER [CONTAINER...]"
+    p = _parse("update", usage, argv, UPDATE_FLAGS)
+    try:
+        body = _update_body(p)
+    except FlagError as e:
+        print(f"{e}\nSee 'dockyard update --help'.", file=sys.stderr)
+        return 125
+    if not p.changed:
+        print("You must provide one or more flags when using this command.", file=sys.stderr)
+        return 1
+
+    def one(c: Client, name: str) -> None:
+        for warning in c.post(f"/containers/{name}/update", body=body).get("Warnings") or []:
+            print(warning, file=sys.stderr)
+    return _each(ctx, p.args, one)
+
+
+def _port_lines(ports: dict[str, Any], wanted: str | None) -> list[str]:
+    lines = []
+    for port, bindings in sorted((ports or {}).items(),
+                                 key=lambda kv: (int(kv[0].split("/")[0] or 0), kv[0])):
+        if wanted is not None and port != wanted:
+            continue
+        for b in bindings or []:
+            ip = b.get("HostIp") or "0.0.0.0"
+            host = f"[{ip}]" if ":" in ip else ip
+            address = f"{host}:{b.get('HostPort', '')}"
+            lines.append(address if wanted is not None else f"{port} -> {address}")
+    return lines
+
+
+def port(argv: list[str], ctx) -> int:
+    p = _parse("port", "CONTAINER [PRIVATE_PORT[/PROTO]]", argv, [], 1, 2)
+    client = _client(ctx)
+    try:
+        doc = client.get(f"/containers/{p.args[0]}/json")
+    finally:
+        client.close()
+    ports = (doc.get("NetworkSettings") or {}).get("Ports") or {}
+    wanted = None
+    if len(p.args) == 2:
+        number, _, proto = p.args[1].partition("/")
+        wanted = f"{number}/{proto or 'tcp'}"
+    lines = _port_lines(ports, wanted)
+    if wanted is not None and not lines:
+        # docker's wording, with the port as it was given
+        print(f"Error: No public port '{p.args[1]}' published for {p.args[0]}",
+              file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    return 0
+
+
+def diff(argv: list[str], ctx) -> int:
+    p = _parse("diff", "CONTAINER", argv, [], 1, 1)
+    client = _client(ctx)
+    try:
+        entries = client.get(f"/containers/{p.args[0]}/changes") or []
+    finally:
+        client.close()
+    for e in entries:
+        print(f"{'CAD'[e.get('Kind', 0)] if e.get('Kind', 0) in (0, 1, 2) else '?'} "
+              f"{e.get('Path', '')}")
+    return 0
+
+
+def export(argv: list[str], ctx) -> int:
+    import os
+
+    p = _parse("export", "[OPTIONS] CONTAINER", argv, [Flag("output", VALUE, "o")], 1, 1)
+    if not p["output"] and sys.stdout.isatty():
+        print("cowardly refusing to save to a terminal. Use the -o flag or redirect",
+              file=sys.stderr)
+        return 1
+    client = _client(ctx)
+    try:
+        stream = client.raw_stream("GET", f"/containers/{p.args[0]}/export")
+        with stream:
+            if not p["output"]:
+                for chunk in stream:
+                    sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                return 0
+            tmp = f"{p['output']}.{os.getpid()}.tmp"  # no half-written file on an error
+            try:
+                with open(tmp, "wb") as f:
+                    for chunk in stream:
+                        f.write(chunk)
+                os.replace(tmp, p["output"])
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    finally:
+        client.close()
+    return 0
+
+
+def commit(argv: list[str], ctx) -> int:
+    flags = [Flag("author", VALUE, "a", ""), Flag("change", LIST, "c"),
+             Flag("message", VALUE, "m", ""), Flag("pause", short="p", default=True)]
+    p = _parse("commit", "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", argv, flags, 1, 2)
+    repo = tag = ""
+    if len(p.args) == 2:
+        repo = p.args[1]
+        name, colon, maybe_tag = repo.rpartition(":")
+        if colon and "/" not in maybe_tag and "@" not in repo:
+            repo, tag = name, maybe_tag
+    params = {"container": p.args[0], "repo": repo or None, "tag": tag or None,
+              "comment": p["message"] or None, "author": p["author"] or None,
+              "pause": "1" if p["pause"] else "0", "changes": p["change"] or None}
+    client = _client(ctx)
+    try:
+        out = client.post("/commit", params=params)
+    finally:
+        client.close()
+    print(out.get("Id", ""))
+    return 0
+
+
 # -- prune and the `container` noun ----------------------------------------------------------
 
 def prune(argv: list[str], ctx) -> int:
@@ -471,7 +639,9 @@ def container(argv: list[str], ctx) -> int:
              "restart": restart, "rm": rm, "remove": rm, "wait": wait, "pause": pause,
              "unpause": unpause, "rename": rename, "top": top, "inspect": container_inspect,
              "stats": stats, "prune": prune, "run": run.run, "create": run.create,
-             "start": run.start, "exec": tty.exec_, "attach": tty.attach}
+             "start": run.start, "exec": tty.exec_, "attach": tty.attach,
+             "update": update, "port": port, "diff": diff, "export": export,
+             "commit": commit}
     if not argv or argv[0] in ("-h", "--help"):
         print("Usage:  dockyard container COMMAND\n\nCommands:\n  "
               + "\n  ".join(sorted(verbs)))

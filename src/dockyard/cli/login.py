@@ -1,14 +1,12 @@
 """`dockyard login` and `dockyard logout`, like docker's.
 
 Credentials live in <config dir>/config.json ("auths"), the file the docker CLI
-and the docker SDK read. Until the daemon exists the check against the
-registry runs here, with the registry client; later it goes through the
-Engine API's /auth.
+and the docker SDK read (dockyard.client.auth). The daemon checks them against
+the registry (the Engine API's POST /auth), as dockerd does for `docker login`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import os
 import sys
@@ -70,7 +68,7 @@ def _parse(argv: list[str]) -> tuple[dict, list[str]]:
 
 
 def _display_name(server: str) -> str:
-    from dockyard.registry.auth_client import credentials_key
+    from dockyard.client.auth import credentials_key
 
     return credentials_key(server)
 
@@ -88,11 +86,11 @@ def login(argv: list[str], ctx) -> int:
         print('"dockyard login" requires at most 1 argument.\nSee \'dockyard login --help\'.',
               file=sys.stderr)
         return 1
-    from dockyard.registry.auth_client import CredentialStore, hostname
+    from dockyard.client.auth import ConfigFile, hostname
 
     server = rest[0] if rest else DEFAULT_SERVER
     registry = hostname(server)
-    store = CredentialStore(ctx.config_dir)
+    store = ConfigFile(ctx.config_dir)
     username, password = opts.get("username"), opts.get("password")
     if opts.get("password_stdin"):
         if password is not None:
@@ -110,7 +108,7 @@ def login(argv: list[str], ctx) -> int:
     stored = store.get(registry)
     if username is None and password is None and stored is not None:
         print("Authenticating with existing credentials...")
-        if _check(registry, *stored) is None:
+        if _check(ctx, registry, *stored) is None:
             print("Login Succeeded")
             return 0
     if not username or password is None:
@@ -132,9 +130,9 @@ def login(argv: list[str], ctx) -> int:
     if not password:
         print("Error: Password is required", file=sys.stderr)
         return 1
-    error = _check(registry, username, password)
+    error = _check(ctx, registry, username, password)
     if error is not None:
-        print(f"Error response from daemon: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)
         return 1
     try:
         store.set(registry, username, password)
@@ -147,15 +145,20 @@ def login(argv: list[str], ctx) -> int:
     return 0
 
 
-def _check(registry: str, username: str, password: str) -> str | None:
-    """None when the registry accepts the credentials, else the error to show."""
+def _check(ctx, registry: str, username: str, password: str) -> str | None:
+    """None when the daemon's registry check (POST /auth) accepts the credentials, else
+    the error line to show."""
+    from dockyard.client.api import Client
     from dockyard.errors import DockyardError
-    from dockyard.registry.client import RegistryClient
 
+    body = {"username": username, "password": password, "serveraddress": registry}
     try:
-        asyncio.run(RegistryClient().login(registry, username, password))
+        with Client(getattr(ctx, "host", None)) as client:
+            client.post("/auth", body=body)
     except DockyardError as e:
-        return str(e)
+        if type(e).__name__ == "CannotConnect":  # not an answer from the daemon
+            return str(e)
+        return f"Error response from daemon: {e}"
     return None
 
 
@@ -172,12 +175,12 @@ def logout(argv: list[str], ctx) -> int:
         print('"dockyard logout" requires at most 1 argument.\nSee \'dockyard logout --help\'.',
               file=sys.stderr)
         return 1
-    from dockyard.registry.auth_client import CredentialStore
+    from dockyard.client.auth import ConfigFile
 
     server = rest[0] if rest else DEFAULT_SERVER
     print(f"Removing login credentials for {_display_name(server)}")
     try:
-        CredentialStore(ctx.config_dir).remove(server)
+        ConfigFile(ctx.config_dir).remove(server)
     except OSError as e:
         print(f"WARNING: could not erase credentials: {e}", file=sys.stderr)
     return 0

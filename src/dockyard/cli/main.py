@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("dockyard.daemon.main", "daemon"),
     "version": ("dockyard.cli.system", "version"),
     "info": ("dockyard.cli.system", "info"),
+    "events": ("dockyard.cli.events", "events"),
     "run": ("dockyard.cli.run", "run"),
     "create": ("dockyard.cli.run", "create"),
     "start": ("dockyard.cli.run", "start"),
@@ -48,6 +49,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "top": ("dockyard.cli.container", "top"),
     "inspect": ("dockyard.cli.container", "inspect"),
     "stats": ("dockyard.cli.container", "stats"),
+    "update": ("dockyard.cli.container", "update"),
+    "port": ("dockyard.cli.container", "port"),
+    "diff": ("dockyard.cli.container", "diff"),
+    "export": ("dockyard.cli.container", "export"),
+    "commit": ("dockyard.cli.container", "commit"),
+    "system": ("dockyard.cli.system", "system"),
 }
 
 USAGE = """Usage:  dockyard [OPTIONS] COMMAND

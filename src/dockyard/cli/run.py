@@ -24,11 +24,11 @@ from dockyard.cli.runflags import (
     Parsed,
     _bool,
     _int,
-    duration_ns,
     effective_caps,
     nano_cpus,
     parse_device,
     parse_flags,
+    parse_health,
     parse_restart,
     parse_security_opts,
     parse_ulimit,
@@ -58,52 +58,16 @@ RUN_USAGE = "[OPTIONS] IMAGE [COMMAND] [ARG...]"
 
 def pull_image(client: Client, image: str, quiet: bool = False, platform: str = "") -> None:
     """POST /images/create, the JSON progress rendered on stderr like docker's."""
+    from dockyard.client.auth import registry_auth_header
+    from dockyard.client.progress import display
+
     name, tag = split_reference(image)
     params = {"fromImage": name, "tag": tag, "platform": platform or None}
-    headers = {}
-    auth = _registry_auth(name)
-    if auth:
-        headers["X-Registry-Auth"] = auth
-    out = sys.stderr
-    for msg in client.stream_json("POST", "/images/create", params=params, headers=headers):
-        if quiet or not isinstance(msg, dict):
-            continue
-        status = msg.get("status") or ""
-        ident = msg.get("id")
-        line = f"{ident}: {status}" if ident else status
-        if msg.get("progress") and out.isatty():
-            line += " " + msg["progress"]
-        out.write(line + "\n")
-        out.flush()
-
-
-def _registry_auth(name: str) -> str | None:
-    """The X-Registry-Auth header from ~/.docker/config.json's auths, if any."""
-    import base64
-    import json
-
-    path = os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"),
-                        "config.json")
-    first = name.split("/", 1)[0]
-    registry = first if "/" in name and ("." in first or ":" in first
-                                         or first == "localhost") else "docker.io"
-    try:
-        with open(path) as f:
-            auths = json.load(f).get("auths", {})
-    except (OSError, ValueError, AttributeError):
-        return None
-    keys = [registry, f"https://{registry}", "https://index.docker.io/v1/"] \
-        if registry == "docker.io" else [registry, f"https://{registry}"]
-    for key in keys:
-        entry = auths.get(key)
-        if isinstance(entry, dict) and entry.get("auth"):
-            try:
-                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            except ValueError:
-                return None
-            doc = {"username": user, "password": password, "serveraddress": registry}
-            return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
-    return None
+    config_dir = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+    auth = registry_auth_header(config_dir, image)
+    headers = {"X-Registry-Auth": auth} if auth else {}
+    display(client.stream_json("POST", "/images/create", params=params, headers=headers),
+            None if quiet else sys.stderr)
 
 
 def create_container(client: Client, body: dict[str, Any], name: str, pull: str = "missing",
@@ -148,6 +112,7 @@ RUN_FLAGS: list[Flag] = [
     Flag("health-cmd", VALUE, default=""), Flag("health-interval", VALUE, default="0s"),
     Flag("health-timeout", VALUE, default="0s"), Flag("health-retries", VALUE, default="0"),
     Flag("health-start-period", VALUE, default="0s"), Flag("no-healthcheck"),
+    Flag("health-start-interval", VALUE, default="0s"),
     Flag("shm-size", VALUE, default=""), Flag("oom-score-adj", VALUE, default="0"),
     Flag("sysctl", LIST), Flag("device", LIST), Flag("init"),
     Flag("network", VALUE, default=""), Flag("net", VALUE, default=""),
@@ -215,24 +180,7 @@ def create_body(p: Parsed, image: str, cmd: list[str]) -> dict[str, Any]:
     elif "entrypoint" in p.changed:
         entrypoint = [""]
 
-    health = None
-    interval = duration_ns("health-interval", v["health-interval"])
-    timeout = duration_ns("health-timeout", v["health-timeout"])
-    start = duration_ns("health-start-period", v["health-start-period"])
-    retries = _int("health-retries", v["health-retries"])
-    have_health = bool(v["health-cmd"]) or interval or timeout or start or retries
-    if v["no-healthcheck"]:
-        if have_health:
-            raise FlagError("--no-healthcheck conflicts with --health-* options")
-        health = {"Test": ["NONE"]}
-    elif have_health:
-        for name, value in (("interval", interval), ("timeout", timeout),
-                            ("retries", retries), ("start-period", start)):
-            if value < 0:
-                raise FlagError(f"--health-{name} cannot be negative")
-        health = {"Test": ["CMD-SHELL", v["health-cmd"]] if v["health-cmd"] else None,
-                  "Interval": interval, "Timeout": timeout, "StartPeriod": start,
-                  "Retries": retries}
+    health = parse_health(v)
 
     ports: dict[str, dict] = {}
     for e in v["expose"]:

@@ -422,3 +422,28 @@ def split_reference(image: str) -> tuple[str, str]:
 def tagged(image: str) -> str:
     name, tag = split_reference(image)
     return f"{name}@{tag}" if "@" in image else f"{name}:{tag}"
+
+
+HEALTH_DURATIONS = (("interval", "Interval"), ("timeout", "Timeout"),
+                    ("start-period", "StartPeriod"), ("start-interval", "StartInterval"))
+
+
+def parse_health(v: dict[str, Any]) -> dict[str, Any] | None:
+    """Config.Healthcheck from --health-* / --no-healthcheck (docker's checks); None when
+    no flag was given (the image's HEALTHCHECK applies). `v`: the parsed flag values."""
+    durations = {key: duration_ns(f"health-{flag}", v.get(f"health-{flag}") or "0s")
+                 for flag, key in HEALTH_DURATIONS}
+    retries = _int("health-retries", v["health-retries"])
+    if v["no-healthcheck"]:
+        if v["health-cmd"] or retries or any(durations.values()):
+            raise FlagError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not (v["health-cmd"] or retries or any(durations.values())):
+        return None
+    for flag, key in HEALTH_DURATIONS:
+        if durations[key] < 0:
+            raise FlagError(f"--health-{flag} cannot be negative")
+    if retries < 0:
+        raise FlagError("--health-retries cannot be negative")
+    test = ["CMD-SHELL", v["health-cmd"]] if v["health-cmd"] else None
+    return {"Test": test, **durations, "Retries": retries}

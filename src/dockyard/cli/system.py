@@ -348,3 +348,181 @@ def info(argv: list[str], ctx: Context) -> int:
         _print_error(error)
         return 1
     return 0
+
+
+# -- system df, system prune, the `system` noun -------------------------------------------
+
+def _human(size: float) -> str:
+    from dockyard.units import human_size
+    return human_size(size, 4)  # units.HumanSize
+
+
+def _with_percent(part: int, total: int) -> str:
+    return f"{_human(part)} ({part * 100 // total}%)" if total > 0 else _human(part)
+
+
+def _active(c: dict) -> bool:
+    state = c.get("State") or ""
+    return any(s in state for s in ("running", "paused", "restarting"))
+
+
+def df_summary(doc: dict) -> list[list[str]]:
+    """`docker system df`'s rows (docker's reclaimable arithmetic)."""
+    images, containers = doc.get("Images") or [], doc.get("Containers") or []
+    layers = doc.get("LayersSize") or 0
+    used = sum(i.get("Size", 0) - i.get("SharedSize", 0) for i in images
+               if i.get("Containers") and i.get("Size", -1) != -1
+               and i.get("SharedSize", -1) != -1)
+    rw = sum(c.get("SizeRw") or 0 for c in containers)
+    idle_rw = sum(c.get("SizeRw") or 0 for c in containers if not _active(c))
+    volumes = doc.get("Volumes") or []
+    vol_size = sum(max(0, (v.get("UsageData") or {}).get("Size", 0)) for v in volumes)
+    vol_idle = sum(max(0, (v.get("UsageData") or {}).get("Size", 0)) for v in volumes
+                   if not (v.get("UsageData") or {}).get("RefCount"))
+    cache = doc.get("BuildCache") or []
+    cache_size = sum(b.get("Size", 0) for b in cache)
+    cache_idle = sum(b.get("Size", 0) for b in cache if not b.get("InUse")
+                     and not b.get("Shared"))
+    return [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            ["Images", str(len(images)), str(sum(1 for i in images if i.get("Containers"))),
+             _human(layers), _with_percent(layers - used, layers)],
+            ["Containers", str(len(containers)), str(sum(1 for c in containers if _active(c))),
+             _human(rw), _with_percent(idle_rw, rw)],
+            ["Local Volumes", str(len(volumes)),
+             str(sum(1 for v in volumes if (v.get("UsageData") or {}).get("RefCount"))),
+             _human(vol_size), _with_percent(vol_idle, vol_size)],
+            ["Build Cache", str(len(cache)), str(sum(1 for b in cache if b.get("InUse"))),
+             _human(cache_size), _human(cache_idle)]]
+
+
+def _df_verbose(doc: dict) -> str:
+    import time
+
+    from dockyard.cli.container import ps_row, tabwriter
+    from dockyard.units import human_duration, human_size
+
+    now = time.time()
+    rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE",
+             "CONTAINERS"]]
+    for i in doc.get("Images") or []:
+        size, shared = i.get("Size", 0), i.get("SharedSize", 0)
+        names = [t.rpartition(":")[::2] for t in i.get("RepoTags") or []] or [("<none>",
+                                                                                "<none>")]
+        for repo, tag in names:
+            rows.append([repo, tag, i["Id"].removeprefix("sha256:")[:12],
+                         human_duration(now - (i.get("Created") or 0)) + " ago",
+                         human_size(size, 3), human_size(shared, 3),
+                         human_size(size - shared, 3), str(i.get("Containers", 0))])
+    out = "Images space usage:\n\n" + tabwriter(rows, 10, 3)
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS",
+             "NAMES"]]
+    for c in doc.get("Containers") or []:
+        r = ps_row(c, True, now)
+        rows.append([r["ID"], r["Image"], r["Command"], r["LocalVolumes"],
+                     human_size(c.get("SizeRw") or 0, 3), r["RunningFor"], r["Status"],
+                     r["Names"]])
+    out += "\nContainers space usage:\n\n" + tabwriter(rows, 10, 3)
+    rows = [["VOLUME NAME", "LINKS", "SIZE"]]
+    for v in doc.get("Volumes") or []:
+        usage = v.get("UsageData") or {}
+        rows.append([v.get("Name", ""), str(usage.get("RefCount", 0)),
+                     human_size(max(0, usage.get("Size", 0)), 3)])
+    out += "\nLocal Volumes space usage:\n\n" + tabwriter(rows, 10, 3)
+    cache = doc.get("BuildCache") or []
+    out += f"\nBuild cache usage: {_human(sum(b.get('Size', 0) for b in cache))}\n\n"
+    rows = [["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]
+    return out + tabwriter(rows, 10, 3)
+
+
+def df(argv: list[str], ctx: Context) -> int:
+    from dockyard.cli.container import _parse as parse_flags
+    from dockyard.cli.container import print_table, tabwriter
+    from dockyard.cli.runflags import VALUE, Flag
+
+    p = parse_flags("system df", "[OPTIONS]", argv,
+                    [Flag("verbose", short="v"), Flag("format", VALUE, default="")], 0, 0)
+    with Client(getattr(ctx, "host", None)) as client:
+        doc = client.get("/system/df") or {}
+    if p["verbose"] and not p["format"]:
+        print(_df_verbose(doc), end="")
+        return 0
+    rows = df_summary(doc)
+    if p["format"]:
+        from dockyard.cli.formatter import Template
+
+        keys = ["Type", "TotalCount", "Active", "Size", "Reclaimable"]
+        items = [dict(zip(keys, r)) for r in rows[1:]]
+        fmt = p["format"]
+        if not fmt.startswith("table"):
+            print_table(items, fmt)
+            return 0
+        template = Template("table " + fmt[5:].lstrip())
+        lines = [template.header(dict(zip(keys, rows[0]))).split("\t")]
+        lines += [template.render(item).split("\t") for item in items]
+        print(tabwriter(lines, 10, 3), end="")
+        return 0
+    print(tabwriter(rows, 10, 3), end="")
+    return 0
+
+
+def prune(argv: list[str], ctx: Context) -> int:
+    """docker system prune: stopped containers, then dangling (-a: unused) images;
+    networks, volumes and build cache have nothing to prune here yet."""
+    from dockyard.cli.container import _filters
+    from dockyard.cli.container import _parse as parse_flags
+    from dockyard.cli.runflags import LIST, Flag
+
+    p = parse_flags("system prune", "[OPTIONS]", argv,
+                    [Flag("all", short="a"), Flag("force", short="f"), Flag("volumes"),
+                     Flag("filter", LIST)], 0, 0)
+    if not p["force"]:
+        images = ("all images without at least one container associated to them"
+                  if p["all"] else "all dangling images")
+        items = ["all stopped containers", "all networks not used by at least one container"]
+        if p["volumes"]:
+            items.append("all anonymous volumes not used by at least one container")
+        items += [images, "all build cache" if p["all"] else "unused build cache"]
+        sys.stdout.write("WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
+                         + "\nAre you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    filters = _filters(p["filter"]) or {}
+    reclaimed = 0
+    with Client(getattr(ctx, "host", None)) as client:
+        report = client.post("/containers/prune", params={"filters": filters or None}) or {}
+        reclaimed += report.get("SpaceReclaimed") or 0
+        deleted = report.get("ContainersDeleted") or []
+        if deleted:
+            print("Deleted Containers:\n" + "".join(d + "\n" for d in deleted))
+        image_filters = {**filters, "dangling": {"false" if p["all"] else "true": True}}
+        report = client.post("/images/prune", params={"filters": image_filters}) or {}
+        reclaimed += report.get("SpaceReclaimed") or 0
+        entries = report.get("ImagesDeleted") or []
+        if entries:
+            print("Deleted Images:")
+            for entry in entries:
+                for kind, text in entry.items():
+                    print(f"{kind.lower()}: {text}")
+            print()
+    print(f"Total reclaimed space: {_human(reclaimed)}")
+    return 0
+
+
+def _events(argv: list[str], ctx: Context) -> int:
+    from dockyard.cli.events import events  # imported only when used, like every verb
+
+    return events(argv, ctx)
+
+
+def system(argv: list[str], ctx: Context) -> int:
+    verbs = {"df": df, "prune": prune, "info": info, "version": version, "events": _events}
+    if not argv or argv[0] in ("-h", "--help"):
+        print("Usage:  dockyard system COMMAND\n\nManage Dockyard\n\nCommands:\n  "
+              + "\n  ".join(sorted(verbs)))
+        return 0
+    func = verbs.get(argv[0])
+    if func is None:
+        print(f"dockyard: 'system {argv[0]}' is not a dockyard command.", file=sys.stderr)
+        return 1
+    return func(argv[1:], ctx)

@@ -130,33 +130,103 @@ def _report(verb: str, message: str) -> None:
 
 # -- streams ------------------------------------------------------------------------------
 
-def copy_streams(hs: HijackedStream, tty: bool, send_stdin: bool) -> None:
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
+_CTRL = "@abcdefghijklmnopqrstuvwxyz[\\]^_"  # ctrl-@ is 0, ctrl-a 1, ... ctrl-_ 31
+
+
+def detach_keys_bytes(text: str) -> bytes:
+    """docker's --detach-keys ("ctrl-p,ctrl-q", "a,DEL"); an invalid one gives the
+    default here, as in docker's CLI (the daemon answers 400 for it)."""
+    out = bytearray()
+    for key in text.split(",") if text else []:
+        if len(key) == 1:
+            out += key.encode()[:1]
+        elif key.startswith("ctrl-") and len(key) == 6 and key[5] in _CTRL:
+            out.append(_CTRL.index(key[5]))
+        elif key == "DEL":
+            out.append(127)
+        else:
+            return DEFAULT_DETACH_KEYS
+    return bytes(out) or DEFAULT_DETACH_KEYS
+
+
+class EscapeScanner:
+    """The detach sequence in our stdin (docker's CLI scans it too, with a TTY): bytes
+    that may start it are held back, the sequence itself is never sent."""
+
+    def __init__(self, keys: bytes):
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        out = bytearray()
+        for i in range(len(data)):
+            b = data[i:i + 1]
+            if b == self.keys[len(self.held):len(self.held) + 1]:
+                self.held += b
+                if len(self.held) == len(self.keys):
+                    self.held = b""
+                    return bytes(out), True
+                continue
+            out += self.held
+            self.held = b""
+            if b == self.keys[:1]:
+                self.held = b
+            else:
+                out += b
+        return bytes(out), False
+
+
+def copy_streams(hs: HijackedStream, tty: bool, send_stdin: bool,
+                 detach_keys: str = "") -> bool:
     """Copy the container's output to ours until the daemon closes it; stdin goes the
-    other way (in a thread) and is half-closed at EOF."""
+    other way (in a thread) and is half-closed at EOF. With a TTY, the detach keys
+    end it: True then (the container keeps running)."""
+    detached = threading.Event()
     if send_stdin:
-        threading.Thread(target=_pump_stdin, args=(hs,), daemon=True).start()
+        scanner = EscapeScanner(detach_keys_bytes(detach_keys)) if tty else None
+        threading.Thread(target=_pump_stdin, args=(hs, scanner, detached),
+                         daemon=True).start()
     out = sys.stdout.buffer
     err = sys.stderr.buffer
     sys.stdout.flush()
-    if tty:
-        for data in hs:
-            out.write(data)
-            out.flush()
-        return
-    from dockyard.client.stdcopy import STDERR, demux
+    try:
+        if tty:
+            for data in hs:
+                out.write(data)
+                out.flush()
+            return detached.is_set()
+        from dockyard.client.stdcopy import STDERR, demux
 
-    for stream, data in demux(hs):
-        target = err if stream == STDERR else out
-        target.write(data)
-        target.flush()
+        for stream, data in demux(hs):
+            target = err if stream == STDERR else out
+            target.write(data)
+            target.flush()
+    except OSError:
+        if not detached.is_set():
+            raise
+    return detached.is_set()
 
 
-def _pump_stdin(hs: HijackedStream) -> None:
+def _pump_stdin(hs: HijackedStream, scanner: EscapeScanner | None = None,
+                detached: threading.Event | None = None) -> None:
+    import socket
+
     try:
         while True:
             data = os.read(0, 32768)
             if not data:
                 break
+            if scanner is not None:
+                data, detach = scanner.feed(data)
+                if data:
+                    hs.sendall(data)
+                if detach and detached is not None:
+                    detached.set()
+                    with contextlib.suppress(OSError):  # wakes the output loop
+                        hs.sock.shutdown(socket.SHUT_RDWR)
+                    return
+                continue
             hs.sendall(data)
     except OSError:
         return
@@ -249,9 +319,14 @@ def attach_and_run(client: Client, cid: str, attach: dict[str, bool], tty: bool,
             if tty and is_tty(1) else _null())
         with raw, sized:
             try:
-                copy_streams(hs, tty, bool(attach.get("stdin")))
+                detached = copy_streams(hs, tty, bool(attach.get("stdin")), detach_keys)
             finally:
                 hs.close()
+        if detached:  # the container keeps running: no exit status to wait for
+            if not start:  # `attach` reports it like docker's: an error, status 1
+                print("read escape sequence", file=sys.stderr)
+                return 1
+            return 0
     return waiter.result()
 
 
@@ -302,7 +377,8 @@ def exec_(argv: list[str], ctx) -> int:
             if tty and is_tty(1) else _null())
         with raw, sized:
             try:
-                copy_streams(hs, tty, stdin)
+                if copy_streams(hs, tty, stdin, p["detach-keys"]):
+                    return 0  # detached: the process keeps running
             finally:
                 hs.close()
         return int(client.get(f"/exec/{eid}/json").get("ExitCode") or 0)

@@ -49,17 +49,18 @@ APPLIED: dict[str, type | tuple[type, ...]] = {
     "debug": bool, "log-level": str, "pidfile": str, "group": str, "tls": bool,
     "tlsverify": bool, "tlscacert": str, "tlscert": str, "tlskey": str,
     "exec-root": str, "live-restore": bool,
+    "init": bool, "init-path": str, "log-driver": str, "log-opts": dict, "detach-keys": str,
 }
 # Docker's keys that later parts of the engine will honour: accepted, ignored for now
 LATER = frozenset({
-    "log-driver", "log-opts", "default-address-pools",
+    "default-address-pools",
     "default-ulimits", "storage-driver", "storage-opts", "bip", "bridge", "default-runtime",
     "runtimes", "features", "builder", "labels", "max-concurrent-downloads",
     "max-concurrent-uploads", "max-download-attempts", "shutdown-timeout", "dns", "dns-opts",
     "dns-search", "mtu", "userland-proxy", "ip-forward", "iptables", "ip6tables", "ipv6",
     "fixed-cidr", "fixed-cidr-v6", "experimental", "default-cgroupns-mode", "cgroup-parent",
     "exec-opts", "default-shm-size", "seccomp-profile", "no-new-privileges", "icc", "ip",
-    "init", "init-path", "oom-score-adjust", "selinux-enabled", "userns-remap",
+    "oom-score-adjust", "selinux-enabled", "userns-remap",
     "default-ipc-mode", "containerd", "metrics-addr", "proxies", "log-format",
 })
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -82,6 +83,11 @@ class Settings:
     tlscacert: str = ""
     tlscert: str = ""
     tlskey: str = ""
+    init: bool = False  # --init for every container whose HostConfig.Init is null
+    init_path: str = ""  # default: the venv's libexec/dockyard-init (scripts/setup.sh)
+    log_driver: str = "json-file"
+    log_opts: dict[str, str] = field(default_factory=dict)
+    detach_keys: str = ""  # attach's default detach keys (docker's: ctrl-p,ctrl-q)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,7 +171,30 @@ def settings_from(argv: list[str], default_data_root: str = DEFAULT_DATA_ROOT) -
     s.tlsverify = bool(pick(args.tlsverify, "tlsverify", s.tlsverify))
     for name in ("tlscacert", "tlscert", "tlskey"):
         setattr(s, name, pick(getattr(args, name), name, ""))
+    s.init = bool(doc.get("init", False))
+    s.init_path = doc.get("init-path", "")
+    s.log_driver = doc.get("log-driver") or "json-file"
+    s.log_opts = {str(k): str(v) for k, v in (doc.get("log-opts") or {}).items()}
+    s.detach_keys = doc.get("detach-keys", "")
+    _check_container_defaults(s)
     return s
+
+
+def _check_container_defaults(s: Settings) -> None:
+    """A bad log driver, log option or detach key sequence stops the daemon at start."""
+    from dockyard.engine.attach import parse_detach_keys
+    from dockyard.engine.config import LOG_DRIVERS
+    from dockyard.engine.logfile import validate_opts
+
+    if s.log_driver not in LOG_DRIVERS:
+        raise ConfigError("log-driver", f"logger: no log driver named '{s.log_driver}' is "
+                          "registered")
+    try:
+        validate_opts(s.log_driver, s.log_opts)
+        if s.detach_keys:
+            parse_detach_keys(s.detach_keys)
+    except InvalidArgument as e:
+        raise ConfigError("", str(e)) from None
 
 
 # -- listeners ---------------------------------------------------------------------------
@@ -291,11 +320,16 @@ def make_engine(s: Settings, images):
     """The container engine (it starts or adopts the monitor of the exec root)."""
     from dockyard.engine.engine import Engine
 
-    return Engine(s.data_root, s.exec_root, images)
+    engine = Engine(s.data_root, s.exec_root, images, log_driver=s.log_driver,
+                    log_opts=s.log_opts, init=s.init,
+                    init_path=os.path.abspath(s.init_path) if s.init_path else None)
+    engine.detach_keys = s.detach_keys  # read by api/attach.py
+    return engine
 
 
 def stop_engine(engine, live_restore: bool) -> None:
-    """Daemon shutdown: without live-restore, stop what runs and the monitor."""
+    """Daemon shutdown: without live-restore, stop what runs. The monitor goes too once
+    nothing runs (with live-restore it stays while it has containers to look after)."""
     import threading
 
     if not live_restore:
@@ -305,18 +339,18 @@ def stop_engine(engine, live_restore: bool) -> None:
             t.start()
         for t in threads:
             t.join()
-        try:
-            others = engine.monitor.running()  # another daemon's, on a shared exec root
-        except (OSError, DockyardError):
-            others = {}
-        if not others:
-            engine.monitor.shutdown()
+    try:
+        others = engine.monitor.running()  # with live-restore, or another daemon's
+    except (OSError, DockyardError):
+        others = {"?": {}}  # cannot tell: leave it
+    if not others:
+        engine.monitor.shutdown()
     engine.close()
 
 
 def _stop_quietly(engine, cid: str) -> None:
     try:
-        engine.stop(cid)
+        engine.stop(cid, by_user=False)
     except DockyardError as e:
         log.debug("stop %s at shutdown: %s", cid[:12], e)
 
@@ -333,6 +367,7 @@ async def serve(s: Settings, explicit_group: bool) -> None:
     api = ApiBackend(images=svc, data_root=s.data_root, containers=engine,
                      insecure_registries=tuple(s.insecure_registries),
                      registry_mirrors=tuple(s.registry_mirrors), debug=s.debug,
+                     live_restore=s.live_restore,
                      hosts=tuple(s.hosts))
     app = make_app(api)
     runner = web.AppRunner(app, access_log=log if s.debug else None,

@@ -128,4 +128,6 @@ def check_host_config(hc: dict) -> dict:
     if driver not in LOG_DRIVERS:
         raise InvalidArgument(f"logger: no log driver named '{driver}' is registered")
     hc["LogConfig"] = {"Type": driver, "Config": dict(log.get("Config") or {})}
+    from dockyard.engine.logfile import validate_opts
+    validate_opts(driver, hc["LogConfig"]["Config"])  # docker's 400 for a bad log opt
     return hc

@@ -16,11 +16,13 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 
 from dockyard.engine import config as cfgmod
-from dockyard.engine import restart
+from dockyard.engine import health, restart
 from dockyard.engine import spec as specmod
-from dockyard.engine.events import EventBus
+from dockyard.engine.events import EventBus, container_attributes
+from dockyard.engine.health import HealthChecker
 from dockyard.engine.model import Container, parse_time
 from dockyard.engine.monitor_client import MonitorClient
 from dockyard.engine.queries import EngineQueries
@@ -28,6 +30,7 @@ from dockyard.engine.store import ContainerStore
 from dockyard.engine.util import read_json as _read_json
 from dockyard.engine.util import start_error_code as _start_error_code
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, SystemError_
+from dockyard.fsutil import remove_later
 from dockyard.linux import signals as sg
 from dockyard.linux.signals import parse as _parse_signal
 from dockyard.runtime import container as rt
@@ -42,8 +45,11 @@ class NotModified(DockyardError):
 class Engine(EngineQueries):
     def __init__(self, data_root: str, exec_root: str, image_service, *,
                  runtime: str | None = None, log_driver: str = "json-file",
-                 log_opts: dict | None = None, events: EventBus | None = None):
+                 log_opts: dict | None = None, events: EventBus | None = None,
+                 init: bool = False, init_path: str | None = None):
         self.events = events or EventBus()
+        self.init_default, self.init_path = init, init_path  # daemon.json init, init-path
+        self.detach_keys = ""  # daemon.json detach-keys (the API's default for attach)
         self.data_root = os.path.abspath(data_root)
         self.exec_root = os.path.abspath(exec_root)
         self.images = image_service
@@ -52,6 +58,11 @@ class Engine(EngineQueries):
         self.containers_dir = os.path.join(self.data_root, "containers")
         self.runtime_root = os.path.join(self.exec_root, "runtime")
         os.makedirs(self.containers_dir, mode=0o710, exist_ok=True)
+        # removed containers' directories, deleted in the background (what a crash
+        # left there goes now)
+        self.trash_dir = os.path.join(self.data_root, "trash", "containers")
+        shutil.rmtree(self.trash_dir, ignore_errors=True)
+        os.makedirs(self.trash_dir, mode=0o700, exist_ok=True)
         self.store = ContainerStore(self.data_root)
         self._cond = threading.Condition(threading.RLock())
         self._starting: set[str] = set()
@@ -60,10 +71,13 @@ class Engine(EngineQueries):
         self._exits: dict[str, int] = {}
         self._timers: dict[str, threading.Timer] = {}
         self._delays: dict[str, float] = {}
+        self.health = HealthChecker(self)
         self.monitor = MonitorClient(self.exec_root, runtime)
         self.monitor.ensure()
         self.monitor.subscribe(self._on_event, on_reconnect=self.reconcile)
+        self._shutting_down: set[str] = set()  # stopped by the daemon's shutdown
         self.reconcile()
+        self._start_on_boot()
 
     def close(self) -> None:
         """Forget this engine (containers and the monitor keep running)."""
@@ -71,6 +85,7 @@ class Engine(EngineQueries):
             for timer in self._timers.values():
                 timer.cancel()
             self._timers.clear()
+        self.health.close()
         self.monitor.close()
         self.store.close()
 
@@ -89,9 +104,18 @@ class Engine(EngineQueries):
     def _driver(self, c: Container) -> str:
         return (c.host_config.get("LogConfig") or {}).get("Type") or "json-file"
 
+    def _spec(self, c: Container, rootfs: str) -> dict:
+        return specmod.build(c, rootfs, init_default=self.init_default,
+                             init_path=self.init_path)
+
     def _save(self, c: Container) -> None:
         self.store.save(c)
         self._cond.notify_all()
+
+    def emit(self, c: Container, action: str, **attrs) -> None:
+        """Publish a container event (docker's attributes: labels, image, name, `attrs`)."""
+        self.events.emit("container", action, c.id, container_attributes(
+            c.name, c.image_name, c.config.get("Labels"), attrs))
 
     # -- create -----------------------------------------------------------------------------
 
@@ -106,6 +130,8 @@ class Engine(EngineQueries):
         if not hc["LogConfig"]["Config"] and hc["LogConfig"]["Type"] == self.log_driver:
             hc["LogConfig"]["Config"] = dict(self.log_opts)
         merged = cfgmod.merge_image_config(config, image.config.get("config") or {})
+        health.apply_merge(merged, config, image.config.get("config") or {})  # field by field
+        health.check_config(merged.get("Healthcheck"))
         if not (merged.get("Entrypoint") or merged.get("Cmd")):
             raise InvalidArgument("No command specified")
         full_name = cfgmod.check_name(name) if name else self._free_random_name()
@@ -133,11 +159,12 @@ class Engine(EngineQueries):
             specmod.write_files(c)
             if self._driver(c) == "local":
                 os.makedirs(os.path.join(c.path, "local-logs"), exist_ok=True)
-            specmod.build(c, rootfs)  # a bad user, capability, ulimit... fails now
+            self._spec(c, rootfs)  # a bad user, capability, ulimit... fails now
             self._add_with_free_name(c, generated=not name)
         except BaseException:
             self._cleanup_files(c, mounted, prepared)
             raise
+        self.emit(c, "create")
         return cid
 
     def _add_with_free_name(self, c: Container, generated: bool) -> None:
@@ -173,7 +200,13 @@ class Engine(EngineQueries):
                 self.images.snapshots.remove(f"container-{c.id}")
             except NotFound:
                 pass
-        shutil.rmtree(c.path, ignore_errors=True)
+        trash = os.path.join(self.trash_dir, c.id)
+        try:
+            os.rename(c.path, trash)
+        except OSError:
+            shutil.rmtree(c.path, ignore_errors=True)
+        else:
+            remove_later(trash)
 
     # -- start --------------------------------------------------------------------------------
 
@@ -189,6 +222,7 @@ class Engine(EngineQueries):
             if c.state.Dead:
                 raise Conflict("cannot start a dead container")
             c.manually_stopped = False
+            self._shutting_down.discard(c.id)
             c.restart_count = 0
             self._cancel_restart(c.id)
             self._delays.pop(c.id, None)
@@ -202,7 +236,7 @@ class Engine(EngineQueries):
             if not os.path.ismount(rootfs):
                 from dockyard.image.snapshot import mount_all
                 mount_all(self.images.snapshots.mounts(f"container-{c.id}"), rootfs)
-            spec = specmod.build(c, rootfs)
+            spec = self._spec(c, rootfs)
             tmp = os.path.join(c.path, "config.json.tmp")
             with open(tmp, "w") as f:
                 json.dump(spec, f)
@@ -242,8 +276,10 @@ class Engine(EngineQueries):
             c = self.store.get(c.id)
             c.state.set_running(pid)
             c.state.StartedAt = started_at or c.state.StartedAt
+            self.health.watch(c)
             self._save(c)
             early = self._early.pop(c.id, None)
+        self.emit(c, "start")
         if early is not None:
             self._apply_exit(early)
 
@@ -252,6 +288,13 @@ class Engine(EngineQueries):
     def _on_event(self, event: dict) -> None:
         if event.get("event") == "exit":
             self._apply_exit(event)
+        elif event.get("event") == "exec_exit":
+            try:
+                c = self.store.get(event.get("container", ""))
+            except NotFound:
+                return
+            self.emit(c, "exec_die", execID=event.get("id", ""),
+                      exitCode=event.get("exit_code", 0))
 
     def _apply_exit(self, rec: dict) -> None:
         cid = rec.get("id", "")
@@ -270,9 +313,14 @@ class Engine(EngineQueries):
             ran_for = time.time() - parse_time(c.state.StartedAt)
             code = int(rec.get("exit_code", 255))
             c.state.set_exited(code, bool(rec.get("oom_killed")), rec.get("finished_at"))
+            self.health.stopped(c)
+            if c.state.OOMKilled:
+                self.emit(c, "oom")
+            self.emit(c, "die", exitCode=code, execDuration=int(max(ran_for, 0)))
             policy, retries = c.restart_policy
             decision = restart.decide(policy, retries, code, c.restart_count,
-                                      c.manually_stopped or cid in self._removing,
+                                      c.manually_stopped or cid in self._removing
+                                      or cid in self._shutting_down,
                                       self._delays.get(cid, 0.0), ran_for)
             if decision.restart:
                 c.state.Restarting = c.state.Running = True
@@ -338,6 +386,11 @@ class Engine(EngineQueries):
                         with self._cond:
                             c.state.Pid = live["pid"]
                             self._save(c)
+                    if not self.health.watching(c.id):  # resume its probes
+                        with self._cond:
+                            fresh = self.store.get(c.id)
+                            if self.health.watch(fresh):
+                                self._save(fresh)
                     continue
                 rec = _read_json(exit_file)
                 if rec is None or rec.get("token") != token:
@@ -349,9 +402,27 @@ class Engine(EngineQueries):
             elif c.host_config.get("AutoRemove") and c.state.Status == "exited":
                 threading.Thread(target=self._auto_remove, args=(c.id,), daemon=True).start()
 
+    def _start_on_boot(self) -> None:
+        """What docker starts with the daemon: `always` containers, and `unless-stopped`
+        ones the user did not stop (both only if they were ever started)."""
+        for c in self.store.list():
+            policy, _ = c.restart_policy
+            if c.state.Running or c.state.StartedAt.startswith("0001-") or not (
+                    policy == "always" or (policy == "unless-stopped"
+                                           and not c.manually_stopped)):
+                continue
+            threading.Thread(target=self._boot_start, args=(c.id,), daemon=True).start()
+
+    def _boot_start(self, cid: str) -> None:
+        try:
+            self.start(cid)
+        except DockyardError:
+            pass  # recorded in the container's state (State.Error)
+
     # -- stop, kill, pause ------------------------------------------------------------------------
 
     def _signal(self, c: Container, sig: int) -> None:
+        self.emit(c, "kill", signal=sig)
         try:
             rt.kill(self.runtime_root, c.id, sig, all_processes=sig == sg.SIGKILL)
         except (NotFound, DockyardError, ProcessLookupError):
@@ -368,12 +439,16 @@ class Engine(EngineQueries):
         with self._cond:
             return self._cond.wait_for(gone, timeout)
 
-    def stop(self, ref: str, timeout: int | None = None) -> None:
+    def stop(self, ref: str, timeout: int | None = None, *, by_user: bool = True) -> None:
+        """docker stop; the daemon's own stop at shutdown passes by_user=False, so that
+        unless-stopped containers start again with the daemon, as docker's do."""
         with self._cond:
             c = self.store.get(ref)
             if not c.state.Running:
                 raise NotModified("container already stopped")
-            c.manually_stopped = True
+            c.manually_stopped = c.manually_stopped or by_user
+            if not by_user:
+                self._shutting_down.add(c.id)
             if c.state.Restarting:
                 self._cancel_restart(c.id)
                 c.state.set_exited(c.state.ExitCode)
@@ -391,11 +466,11 @@ class Engine(EngineQueries):
         self._signal(c, sig)
         if c.state.Paused:
             self._resume_quietly(c)
-        if self._wait_gone(c.id, token, None if timeout < 0 else timeout):
-            return
-        self._signal(c, sg.SIGKILL)
-        if not self._wait_gone(c.id, token, 30):
-            raise SystemError_(f"container {c.id} did not exit after SIGKILL")
+        if not self._wait_gone(c.id, token, None if timeout < 0 else timeout):
+            self._signal(c, sg.SIGKILL)
+            if not self._wait_gone(c.id, token, 30):
+                raise SystemError_(f"container {c.id} did not exit after SIGKILL")
+        self.emit(c, "stop")
 
     def kill(self, ref: str, signal: str | int = "SIGKILL") -> None:
         sig = _parse_signal(signal)
@@ -437,6 +512,7 @@ class Engine(EngineQueries):
         except NotModified:
             pass
         self.start(c.id)
+        self.emit(c, "restart")
 
     def pause(self, ref: str) -> None:
         with self._cond:
@@ -448,6 +524,7 @@ class Engine(EngineQueries):
             rt.pause(self.runtime_root, c.id)
             c.state.Paused, c.state.Status = True, "paused"
             self._save(c)
+        self.emit(c, "pause")
 
     def unpause(self, ref: str) -> None:
         with self._cond:
@@ -457,32 +534,64 @@ class Engine(EngineQueries):
             rt.resume(self.runtime_root, c.id)
             c.state.Paused, c.state.Status = False, "running"
             self._save(c)
+        self.emit(c, "unpause")
+
+    def update(self, ref: str, body: dict) -> list[str]:
+        """docker update: limits and restart policy. A running container's cgroup is
+        changed first; HostConfig is saved only once that worked (one store write)."""
+        from dockyard.engine import update as upd
+        with self._cond:
+            c = self.store.get(ref)
+            if c.id in self._removing:
+                raise Conflict(f"Container {c.id} is marked for removal and cannot be updated")
+            host_config, resources = upd.merge(c.host_config, body)
+            if resources and c.state.Running and not c.state.Restarting:
+                try:
+                    rt.update(self.runtime_root, c.id, resources)
+                except (DockyardError, OSError) as e:
+                    raise InvalidArgument(f"Cannot update container {c.id}: {e}") from None
+            c.host_config = host_config
+            self._save(c)
+        self.emit(c, "update")
+        return []
 
     # -- wait, remove, rename ------------------------------------------------------------------------
 
     def wait(self, ref: str, condition: str = "not-running",
              timeout: float | None = None) -> int:
         """docker wait: the exit code once `condition` (not-running|next-exit|removed) holds."""
+        return self.waiter(ref, condition)(timeout)
+
+    def waiter(self, ref: str, condition: str = "not-running"
+               ) -> Callable[[float | None], int]:
+        """Register a wait now (what counts as the "next" exit is fixed here); the returned
+        function blocks until `condition` holds and returns the exit code."""
         if condition not in ("not-running", "next-exit", "removed"):
             raise InvalidArgument(f"invalid condition: {condition!r}")
         with self._cond:
             c = self.store.get(ref)
             cid = c.id
-            if condition == "not-running" and (not c.state.Running or c.state.Restarting):
-                return c.state.ExitCode
+            already = condition == "not-running" and (not c.state.Running
+                                                      or c.state.Restarting)
             seen = self._exits.get(cid, 0)
             last = {"code": c.state.ExitCode}
 
-            def done() -> bool:
-                try:
-                    cur = self.store.get(cid)
-                except NotFound:
-                    return True
-                last["code"] = cur.state.ExitCode
-                return condition != "removed" and self._exits.get(cid, 0) != seen
-            if not self._cond.wait_for(done, timeout):
-                raise TimeoutError(f"timed out waiting for container {cid}")
+        def done() -> bool:
+            try:
+                cur = self.store.get(cid)
+            except NotFound:
+                return True
+            last["code"] = cur.state.ExitCode
+            return condition != "removed" and self._exits.get(cid, 0) != seen
+
+        def block(timeout: float | None = None) -> int:
+            if already:
+                return last["code"]
+            with self._cond:
+                if not self._cond.wait_for(done, timeout):
+                    raise TimeoutError(f"timed out waiting for container {cid}")
             return last["code"]
+        return block
 
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         with self._cond:
@@ -513,6 +622,7 @@ class Engine(EngineQueries):
                 self.store.delete(c.id)
                 self._delays.pop(c.id, None)
                 self._cond.notify_all()
+            self.emit(c, "destroy")
         finally:
             with self._cond:
                 self._removing.discard(c.id)
@@ -524,5 +634,7 @@ class Engine(EngineQueries):
             if c.name == full:
                 raise InvalidArgument("Renaming a container with the same name as its "
                                       "current name")
+            old = c.name
             self.store.rename(c, full)
             self._cond.notify_all()
+        self.emit(c, "rename", oldName=old)

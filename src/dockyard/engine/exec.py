@@ -13,6 +13,8 @@ stream (engine/attach.py, stdin closed at the client's EOF) that ends once the
 process has exited and its output is drained.
   {"op": "exec_state", "id"}        -> {"ok": true, "running", "pid", "exit_code"}
   {"op": "exec_resize", "id", "h", "w"} -> {"ok": true}
+When an exec ends, the monitor's subscribers get {"event": "exec_exit", "id",
+"container", "exit_code"} (the daemon's exec_die event).
 
 The daemon side (the exec instances, the HTTP endpoints) is api/exec.py.
 
@@ -320,6 +322,9 @@ def _finish(mon: Any, proc: ExecProc) -> None:
             pass
     code = os.waitstatus_to_exitcode(proc.status or 0)
     proc.exit_code = 128 - code if code < 0 else code
+    # the daemon's exec_die event, sent before the attach stream ends
+    mon._notify({"event": "exec_exit", "id": proc.id, "container": proc.container,
+                 "exit_code": proc.exit_code})
     _close(proc)
     _prune(_table(mon))
 

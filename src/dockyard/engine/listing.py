@@ -7,7 +7,8 @@ import re
 from dockyard.engine.model import Container, parse_time, status_text
 from dockyard.errors import InvalidArgument
 
-FILTERS = ("status", "name", "label", "ancestor", "exited", "id", "before", "since")
+FILTERS = ("status", "name", "label", "ancestor", "exited", "id", "before", "since", "health")
+HEALTH = ("starting", "healthy", "unhealthy", "none")
 
 
 def summary(c: Container) -> dict:
@@ -64,6 +65,9 @@ def matches(c: Container, filters: dict[str, list[str]], image_ids: dict[str, st
         elif key == "id":
             if not any(c.id.startswith(v) for v in values):
                 return False
+        elif key == "health":
+            if (c.state.Health or {}).get("Status", "none") not in values:
+                return False
         elif key in ("before", "since"):
             for v in values:
                 other = by_ref.get(v)
@@ -91,3 +95,7 @@ def check_filters(filters: dict[str, list[str]]) -> None:
             for v in values:
                 if not v.lstrip("-").isdigit():
                     raise InvalidArgument(f"invalid filter 'exited={v}'")
+        if key == "health":
+            for v in values:
+                if v not in HEALTH:
+                    raise InvalidArgument(f"Unrecognised filter value for health: {v}")

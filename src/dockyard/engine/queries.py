@@ -17,7 +17,7 @@ class EngineQueries:
     self._paths() and self._driver() from Engine."""
 
     def list(self, all: bool = False, filters: dict[str, list[str]] | None = None,
-             limit: int = -1) -> list[dict]:
+             limit: int = -1, size: bool = False) -> list[dict]:
         filters = {k: list(v) for k, v in (filters or {}).items() if v}
         listing.check_filters(filters)
         containers = self.store.list()
@@ -40,7 +40,13 @@ class EngineQueries:
                 c.state.Status = "removing"
             if listing.matches(c, filters, image_ids, by_ref):
                 out.append(listing.summary(c))
-        return out[:limit] if limit > 0 else out
+        out = out[:limit] if limit > 0 else out
+        if size:  # walks each upper dir: only when asked (ps -s)
+            from dockyard.engine.containerfs import sizes
+            by_id = {c.id: c for c in containers}
+            for row in out:
+                row["SizeRw"], row["SizeRootFs"] = sizes(self, by_id[row["Id"]])
+        return out
 
     def inspect(self, ref: str, size: bool = False) -> dict:
         c = self.store.get(ref)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from typing import Any
 
 from dockyard.engine.model import Container
 from dockyard.engine.users import resolve
-from dockyard.errors import InvalidArgument
+from dockyard.errors import InvalidArgument, SystemError_
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
@@ -32,6 +33,8 @@ CPU_PERIOD = 100_000
 RLIMIT_NAMES = {"cpu", "fsize", "data", "stack", "core", "rss", "nproc", "nofile", "memlock",
                 "as", "locks", "sigpending", "msgqueue", "nice", "rtprio", "rttime"}
 CGROUP_PARENT = "/dockyard"
+INIT_DEST = "/sbin/docker-init"
+DEFAULT_INIT = os.path.join(sys.prefix, "libexec", "dockyard-init")  # scripts/setup.sh builds it
 
 
 @functools.cache
@@ -50,10 +53,25 @@ def _cap_name(name: str) -> str:
     return name if name.startswith("CAP_") or name == "ALL" else "CAP_" + name
 
 
+def grantable_caps() -> list[str]:
+    """Every capability this kernel has that the daemon itself may grant (its bounding
+    set): what --privileged and --cap-add ALL give, as a container cannot get more."""
+    from dockyard.linux.capabilities import CAPS, last_cap
+    bounding = (1 << (last_cap() + 1)) - 1
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    bounding = int(line.split()[1], 16)
+    except OSError:
+        pass
+    return [name for name, bit in CAPS.items() if bounding >> bit & 1]
+
+
 def capabilities(host_config: dict) -> list[str]:
     """docker's TweakCapabilities: default set, then --cap-drop, then --cap-add."""
     if host_config.get("Privileged"):
-        return all_caps()
+        return grantable_caps()
     known = set(all_caps())
     adds = [_cap_name(c) for c in host_config.get("CapAdd") or []]
     drops = [_cap_name(c) for c in host_config.get("CapDrop") or []]
@@ -62,7 +80,7 @@ def capabilities(host_config: dict) -> list[str]:
             raise InvalidArgument(f"unknown capability: {cap!r}")
     caps = [] if "ALL" in drops else [c for c in DEFAULT_CAPS if c not in drops]
     if "ALL" in adds:
-        return all_caps()
+        return grantable_caps()
     for cap in adds:
         if cap not in caps:
             caps.append(cap)
@@ -242,14 +260,39 @@ def hostname_of(c: Container) -> str:
     return c.config.get("Hostname") or c.id[:12]
 
 
-def build(c: Container, rootfs: str) -> dict:
-    """The OCI config for container `c` whose root file system is mounted at `rootfs`."""
+def init_binary(path: str | None = None) -> str:
+    """The --init binary: the daemon's init-path, else the one setup.sh builds in the venv."""
+    path = path or DEFAULT_INIT
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise SystemError_(f"docker-init binary not found: {path} (build it with "
+                           "scripts/setup.sh, or set init-path in daemon.json)")
+    return path
+
+
+def wants_init(hc: dict, default: bool = False) -> bool:
+    """HostConfig.Init, or the daemon's "init" default when it is null (as docker)."""
+    if hc.get("Init") is not None:
+        return bool(hc["Init"])
+    return default
+
+
+def build(c: Container, rootfs: str, *, init_default: bool = False,
+          init_path: str | None = None) -> dict:
+    """The OCI config for container `c` whose root file system is mounted at `rootfs`.
+
+    init_default/init_path: the daemon's "init" and "init-path" settings."""
     cfg, hc = c.config, c.host_config
     privileged = bool(hc.get("Privileged"))
     hostname = hostname_of(c)
     argv = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
     if not argv:
         raise InvalidArgument("no command specified")
+    init_mounts = []
+    if wants_init(hc, init_default):
+        # docker's layout: the init bind-mounted read-only, the command after "--"
+        init_mounts.append({"destination": INIT_DEST, "type": "bind",
+                            "source": init_binary(init_path), "options": ["bind", "ro"]})
+        argv = [INIT_DEST, "--", *argv]
     user = resolve(rootfs, cfg.get("User") or "", hc.get("GroupAdd"))
     caps = capabilities(hc)
     opts = security_options(hc)
@@ -292,6 +335,7 @@ def build(c: Container, rootfs: str) -> dict:
         linux["seccomp"] = profile
     mounts = standard_mounts(hc) + tmpfs_mounts(hc) + file_mounts(c)
     mounts += list(c.extra.get("oci_mounts") or [])  # volumes and binds, a later slice
+    mounts += init_mounts
     spec: dict[str, Any] = {
         "ociVersion": "1.0.2-dev",
         "process": process,

@@ -285,12 +285,22 @@ class ImageService:
     def _gc_locked(self) -> None:
         keep_blobs = self.images.referenced_blobs()
         self.content.gc(keep_blobs)
-        keep_chains: set[str] = set()
+        keep_chains = self.snapshots.layers_in_use()  # containers' and views' layers
         for image in self.images.list():
             keep_chains.update(image.chain_ids)
-        for chain in self.snapshots.list():
-            if chain not in keep_chains:
-                self.snapshots.remove(chain)
+        # only layers: active snapshots and views belong to containers and builds
+        pending = [name for name, kind in self.snapshots.entries()
+                   if kind == "committed" and name not in keep_chains]
+        while pending:  # children before parents, whatever the listing order
+            left = []
+            for chain in pending:
+                try:
+                    self.snapshots.remove(chain)
+                except Conflict:
+                    left.append(chain)
+            if len(left) == len(pending):
+                break
+            pending = left
 
     def _disk_usage(self) -> int:
         total = 0
@@ -321,6 +331,41 @@ class ImageService:
     def reference(self, name: str) -> Reference:
         return parse(name)
 
+    def commit(self, parent: str, lowers: "list[str]", upper: str, *, config: dict,
+               reference: str | None = None, author: str = "", comment: str = "",
+               created_by: str = "", exclude: frozenset[str] = frozenset()) -> str:
+        """`docker commit`: image `parent` plus one layer made from an overlay upper dir
+        (paths in `exclude`, the runtime's mount points, left out). As dockerd, no
+        changes make an empty-layer history entry instead of a layer."""
+        from dockyard.image.layerdiff import write_diff
+
+        image = self.get(parent)
+        layers = list(image.layers)
+        created = formats.format_time()
+        with self.ingesting():
+            with tempfile.TemporaryFile(dir=self.tmp) as raw, \
+                    tempfile.TemporaryFile(dir=self.tmp) as kept:
+                write_diff(lowers, upper, raw)
+                raw.seek(0)
+                empty = not _filter_tar(raw, kept, exclude)
+                if not empty:
+                    kept.seek(0)
+                    layers.append(self.add_layer_tar(
+                        kept, image.chain_ids[-1] if image.chain_ids else None))
+            history = list(image.config.get("history") or [])
+            history.append(formats.history_entry(created, created_by, author, comment,
+                                                 empty_layer=empty))
+            doc = formats.new_config(
+                [x.diff_id for x in layers], config=config, created=created, author=author,
+                comment=comment, history=history,
+                architecture=image.config.get("architecture") or None,
+                os=image.config.get("os") or "linux", variant=image.config.get("variant"))
+            image_id = self.images.add(formats.encode_config(doc), layers)
+            self.images.set_parent(image_id, image.id)
+        if reference:
+            self.images.tag(image_id, parse(reference))
+        return image_id
+
 
 def _copy_hashing(src: BinaryIO, dst: BinaryIO) -> str:
     h = hashlib.sha256()
@@ -328,3 +373,19 @@ def _copy_hashing(src: BinaryIO, dst: BinaryIO) -> str:
         h.update(chunk)
         dst.write(chunk)
     return "sha256:" + h.hexdigest()
+
+
+def _filter_tar(src: BinaryIO, dst: BinaryIO, exclude: frozenset[str]) -> int:
+    """Copy a layer tar without the entries at `exclude` ("/etc/hosts"...); returns how
+    many entries were kept."""
+    import tarfile
+
+    kept = 0
+    with tarfile.open(fileobj=src, mode="r|") as tin, \
+            tarfile.open(fileobj=dst, mode="w|", format=tarfile.PAX_FORMAT) as tout:
+        for member in tin:
+            if "/" + member.name.rstrip("/") in exclude:
+                continue
+            tout.addfile(member, tin.extractfile(member) if member.isreg() else None)
+            kept += 1
+    return kept

@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
-from dockyard.fsutil import fsync_dir
+from dockyard.fsutil import fsync_dir, remove_later
 from dockyard.image import digest
 from dockyard.linux import mount as mnt
 from dockyard.linux.namespaces import unshare
@@ -277,6 +277,26 @@ class Snapshotter:
         """Names of all snapshots: chainIDs of layers, keys of active snapshots and views."""
         return [meta["name"] for _, meta in self._metas()]
 
+    def entries(self) -> list[tuple[str, str]]:
+        """(name, kind) of every snapshot; kind is committed (a layer, named by its
+        chainID), active (a container's rootfs) or view."""
+        return [(meta["name"], meta["kind"]) for _, meta in self._metas()]
+
+    def layers_in_use(self) -> set[str]:
+        """ChainIDs of the layers that active snapshots and views stand on."""
+        used: set[str] = set()
+        for _, meta in self._metas():
+            if meta["kind"] == "committed":
+                continue
+            parent = meta.get("parent")
+            while parent and parent not in used and len(used) < MAX_DEPTH * 1024:
+                used.add(parent)
+                try:
+                    parent = self._meta(self._chain_id(parent)).get("parent")
+                except NotFound:
+                    break
+        return used
+
     def usage(self, key: str) -> int:
         """Bytes of the snapshot's own files (each inode counted once), as docker's SizeRw."""
         top = self._path("snapshots", self._find(key), "fs")
@@ -301,7 +321,7 @@ class Snapshotter:
         os.rename(self._path("snapshots", snap_id), os.path.join(trash, snap_id))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path("l", _short(snap_id)))
-        shutil.rmtree(trash, ignore_errors=True)
+        remove_later(trash)
 
 
 # -- mounting the returned mounts -----------------------------------------------------
