@@ -333,6 +333,31 @@ def test_push_pull_with_our_registry(docker: DockerCLI, busybox: str,
     docker("rmi", ref)
 
 
+def test_pull_all_tags(docker: DockerCLI, busybox: str, registry: Registry,
+                       daemon: Daemon) -> None:
+    repo = f"{registry.host}/dyk/alltags"
+    for tag in ("a", "b", "c"):
+        docker("tag", "busybox:dyk", f"{repo}:{tag}")
+        docker("push", f"{repo}:{tag}")
+        docker("rmi", f"{repo}:{tag}")
+    out = docker("pull", "-a", repo).stdout
+    assert out.strip().endswith(repo) and out.count("Pulling from dyk/alltags") == 3
+    tags = docker("images", repo, "--format", "{{.Tag}}").stdout.split()
+    assert sorted(tags) == ["a", "b", "c"]
+    for tag in tags:
+        docker("rmi", f"{repo}:{tag}")
+    ours = subprocess.run(_dockyard("-H", f"unix://{daemon.sock}", "pull", "-a", repo),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout.strip().endswith(repo)
+    assert sorted(docker("images", repo, "--format", "{{.Tag}}").stdout.split()) == \
+        ["a", "b", "c"]
+    bad = docker("pull", "-a", f"{repo}:a", check=False)
+    assert bad.returncode != 0 and "tag can't be used with --all-tags/-a" in bad.stderr
+    for tag in ("a", "b", "c"):
+        docker("rmi", f"{repo}:{tag}")
+
+
 def test_login_and_push_with_auth(docker: DockerCLI, busybox: str, workdir: Path) -> None:
     import bcrypt
 

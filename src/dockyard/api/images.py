@@ -189,14 +189,21 @@ def _with_tag(ref: Reference, tag: str) -> Reference:
 
 
 async def _pull(request: web.Request) -> web.StreamResponse:
-    ref = _with_tag(parse(request.query["fromImage"]), request.query.get("tag", ""))
+    tag = request.query.get("tag", "")
+    bare = parse(request.query["fromImage"], default_tag=False)
+    all_tags = not tag and bare.tag is None and bare.digest is None  # docker pull -a
+    ref = _with_tag(parse(request.query["fromImage"]), tag)
     creds = registry_auth(request)
     svc = backend(request).images
 
     def work(emit: Callable[[dict], None]) -> None:
         with REQUEST_CREDENTIALS.using(creds):
-            svc.pull(str(ref), _progress(emit))
-        image_event(request, "pull", ref.familiar(), ref.familiar_name)
+            if all_tags:
+                svc.pull_all_tags(str(bare), _progress(emit))
+            else:
+                svc.pull(str(ref), _progress(emit))
+        image_event(request, "pull", bare.familiar_name if all_tags else ref.familiar(),
+                    ref.familiar_name)
 
     # "<tag>: Pulling from <repo>" comes before the registry is asked: an error
     # right after it (no such repository, unauthorized) is still a plain error

@@ -184,17 +184,21 @@ def pull(argv: list[str], ctx) -> int:
     p.add_argument("-a", "--all-tags", action="store_true")
     args = p.parse_args(argv)
     from dockyard.client.progress import display
-    from dockyard.client.reference import normalized
+    from dockyard.client.reference import normalized, split
 
-    if args.all_tags:  # the daemon pulls one tag per request (fromImage with a tag)
-        return _error("--all-tags is not supported: pull the tags one by one")
     out = None if args.quiet else sys.stdout
-    name = _with_default_tag(args.name, args.quiet)
+    if args.all_tags:  # a name without a tag: the daemon pulls every tag
+        _, tag_, digest = split(args.name)
+        if tag_ or digest:
+            return _error("tag can't be used with --all-tags/-a")
+        name = args.name
+    else:
+        name = _with_default_tag(args.name, args.quiet)
     messages = _client(ctx).stream_json(
         "POST", "/images/create", params={"fromImage": name, "platform": args.platform},
         headers=_auth_headers(ctx, name))
     display(messages, out)
-    print(normalized(name))
+    print(normalized(name, default_tag=not args.all_tags))
     return 0
 
 

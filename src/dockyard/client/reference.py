@@ -18,8 +18,9 @@ def split(name: str) -> tuple[str, str, str]:
     return name, "", digest
 
 
-def normalized(name: str) -> str:
-    """The full name docker prints after a pull: `docker.io/library/busybox:latest`."""
+def normalized(name: str, default_tag: bool = True) -> str:
+    """The full name docker prints after a pull: `docker.io/library/busybox:latest`
+    (without a tag for `pull --all-tags`: `default_tag` False)."""
     repo, tag, digest = split(name)
     registry = registry_of(repo)
     if registry == DOCKER_HUB:
@@ -28,4 +29,6 @@ def normalized(name: str) -> str:
         repo = f"{DOCKER_HUB}/{path if '/' in path else 'library/' + path}"
     if digest:
         return f"{repo}:{tag}@{digest}" if tag else f"{repo}@{digest}"
+    if not tag and not default_tag:
+        return repo
     return f"{repo}:{tag or 'latest'}"

@@ -15,7 +15,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
-from dockyard.errors import Conflict, InvalidArgument
+from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.image import digest as dg
 from dockyard.image import formats
 from dockyard.image.content import ContentStore
@@ -77,6 +77,14 @@ class ImageService:
         had = self.images.lookup(ref)
         with self.ingesting():
             return self._pull(ref, had, progress)
+
+    def pull_all_tags(self, name: str, progress=None) -> list[str]:
+        """docker pull --all-tags: every tag of repository `name`; returns the image ids."""
+        ref = parse(name)
+        tags = asyncio.run(self._client().tags(ref))
+        if not tags:
+            raise NotFound(f"no tags found for {ref.familiar_name}")
+        return [self.pull(str(ref.repository.with_tag(tag)), progress) for tag in tags]
 
     def _pull(self, ref: Reference, had: str | None, progress) -> str:
         pulled = asyncio.run(self._client().pull(ref, self.content, progress=progress))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import urllib.parse
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ from dockyard.registry.progress import Progress
 
 ACCEPT = ", ".join(formats.MANIFEST_ACCEPT)
 MAX_MANIFEST = 4 << 20
+MAX_TAG_PAGES = 100
+TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
 MAX_CONFIG = 8 << 20
 CHUNK = 256 << 10
 HUB_ENDPOINT = "registry-1.docker.io"
@@ -209,6 +212,26 @@ class RegistryClient:
                 return image
         assert last is not None
         raise last
+
+    async def tags(self, ref: str | Reference) -> list[str]:
+        """The repository's tags (GET /v2/<name>/tags/list, following `Link` pages)."""
+        ref = parse(ref) if isinstance(ref, str) else ref
+        async with self._session() as session:
+            ep = self.endpoints(ref.domain, pull=True)[-1]  # the registry itself, no mirror
+            repo = RepoSession(session, self.auth, ep, ref.path, "pull")
+            url = repo.url("tags/list")
+            found: list[str] = []
+            for _ in range(MAX_TAG_PAGES):
+                async with repo.request("GET", url) as resp:
+                    body = await read_body(resp, MAX_MANIFEST)
+                    if resp.status != 200:
+                        raise error_from_body(resp.status, body)
+                    link = resp.headers.get("Link", "")
+                found += _tag_page(body, ref.path)
+                if not link.startswith("<") or ">" not in link:
+                    return found
+                url = urllib.parse.urljoin(url, link[1:link.index(">")])
+            raise RegistryError(f"{ref.path}: more than {MAX_TAG_PAGES} pages of tags")
 
     async def _resolve(self, repo: RepoSession, ref: Reference, wanted: str, os: str,
                        architecture: str) -> PulledImage:
@@ -490,6 +513,23 @@ async def _fetch_manifest(repo: RepoSession, reference: str,
         raise VerificationError(f"manifest {reference} does not match the digest "
                                 f"the registry announced ({announced})")
     return data, formats.parse_manifest(data, content_type), digest
+
+
+def _tag_page(body: bytes, repo: str) -> list[str]:
+    """The tags of one tags/list answer, checked (a registry's answer is hostile input)."""
+    import json
+
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise RegistryError(f"{repo}: the tag list is not JSON") from None
+    tags = doc.get("tags") if isinstance(doc, dict) else None
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) and TAG_RE.fullmatch(t)
+                                             for t in tags):
+        raise RegistryError(f"{repo}: the tag list holds something that is not a tag")
+    return tags
 
 
 async def _all(coros: list[Awaitable[None]]) -> None:

@@ -160,9 +160,11 @@ class CgroupV1(c.Cgroup):
         f = self._state_file()
         try:
             c.write_raw(f, "THAWED")
+            c.wait_until(lambda: c.read_str(f) == "THAWED", 5.0, f"thawing cgroup {self.path}")
+        except FileNotFoundError:
+            return  # the cgroup is gone (its last process died and it was removed): nothing to thaw
         except OSError as e:
             raise SystemError_(f"cannot thaw cgroup {self.path}: {e.strerror}") from None
-        c.wait_until(lambda: c.read_str(f) == "THAWED", 5.0, f"thawing cgroup {self.path}")
 
     # ------------------------------------------------------------ apply
 
