@@ -138,9 +138,11 @@ def _join(cgroup, init_pid: int, spec: dict) -> None:
 
     Creating the cgroup waits for the grace period prime() started; the init
     built its root file system meanwhile."""
+    from dockyard.runtime.cgroup_join import settle
     from dockyard.runtime.rootfs import device_rules
     cgroup.create()
     cgroup.add_pid(init_pid)
+    settle()
     linux = spec.get("linux") or {}
     cgroup.apply({**(linux.get("resources") or {}), "devices": device_rules(spec)})
 
