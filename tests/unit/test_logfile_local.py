@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.detachkeys import DetachScanner, parse_detach_keys
 from dockyard.engine import logs
-from dockyard.engine.attach import DetachScanner, parse_detach_keys
 from dockyard.engine.logfile import (
     LocalWriter,
     decode_entry,

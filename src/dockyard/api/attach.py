@@ -22,13 +22,8 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.api.server import SERVER_HEADER, api_version, backend, query_bool
-from dockyard.engine.attach import (
-    DEFAULT_DETACH_KEYS,
-    DetachScanner,
-    parse_detach_keys,
-    parse_frames,
-    stdin_frame,
-)
+from dockyard.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys
+from dockyard.engine.attach import parse_frames, stdin_frame
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, SystemError_
 
 RAW = "application/vnd.docker.raw-stream"

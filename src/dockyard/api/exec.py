@@ -300,7 +300,7 @@ async def start(request: web.Request) -> web.StreamResponse:
 
 def _detach_keys(store: ExecStore, ex: ExecInstance) -> bytes:
     """The exec's DetachKeys, else the daemon's detach-keys, else ctrl-p ctrl-q."""
-    from dockyard.engine.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
+    from dockyard.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 
     text = ex.config.get("DetachKeys") or getattr(store.engine, "detach_keys", "")
     return parse_detach_keys(text) if text else DEFAULT_DETACH_KEYS

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from dockyard.cli.runflags import LIST, VALUE, Flag, FlagError, parse_flags, read_kv_file, timestamp
+from dockyard.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys
 from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
@@ -130,51 +131,15 @@ def _report(verb: str, message: str) -> None:
 
 # -- streams ------------------------------------------------------------------------------
 
-DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
-_CTRL = "@abcdefghijklmnopqrstuvwxyz[\\]^_"  # ctrl-@ is 0, ctrl-a 1, ... ctrl-_ 31
-
-
 def detach_keys_bytes(text: str) -> bytes:
     """docker's --detach-keys ("ctrl-p,ctrl-q", "a,DEL"); an invalid one gives the
     default here, as in docker's CLI (the daemon answers 400 for it)."""
-    out = bytearray()
-    for key in text.split(",") if text else []:
-        if len(key) == 1:
-            out += key.encode()[:1]
-        elif key.startswith("ctrl-") and len(key) == 6 and key[5] in _CTRL:
-            out.append(_CTRL.index(key[5]))
-        elif key == "DEL":
-            out.append(127)
-        else:
-            return DEFAULT_DETACH_KEYS
-    return bytes(out) or DEFAULT_DETACH_KEYS
+    from dockyard.errors import InvalidArgument
 
-
-class EscapeScanner:
-    """The detach sequence in our stdin (docker's CLI scans it too, with a TTY): bytes
-    that may start it are held back, the sequence itself is never sent."""
-
-    def __init__(self, keys: bytes):
-        self.keys = keys
-        self.held = b""
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        out = bytearray()
-        for i in range(len(data)):
-            b = data[i:i + 1]
-            if b == self.keys[len(self.held):len(self.held) + 1]:
-                self.held += b
-                if len(self.held) == len(self.keys):
-                    self.held = b""
-                    return bytes(out), True
-                continue
-            out += self.held
-            self.held = b""
-            if b == self.keys[:1]:
-                self.held = b
-            else:
-                out += b
-        return bytes(out), False
+    try:
+        return parse_detach_keys(text) if text else DEFAULT_DETACH_KEYS
+    except InvalidArgument:
+        return DEFAULT_DETACH_KEYS
 
 
 def copy_streams(hs: HijackedStream, tty: bool, send_stdin: bool,
@@ -184,7 +149,7 @@ def copy_streams(hs: HijackedStream, tty: bool, send_stdin: bool,
     end it: True then (the container keeps running)."""
     detached = threading.Event()
     if send_stdin:
-        scanner = EscapeScanner(detach_keys_bytes(detach_keys)) if tty else None
+        scanner = DetachScanner(detach_keys_bytes(detach_keys)) if tty else None
         threading.Thread(target=_pump_stdin, args=(hs, scanner, detached),
                          daemon=True).start()
     out = sys.stdout.buffer
@@ -208,7 +173,7 @@ def copy_streams(hs: HijackedStream, tty: bool, send_stdin: bool,
     return detached.is_set()
 
 
-def _pump_stdin(hs: HijackedStream, scanner: EscapeScanner | None = None,
+def _pump_stdin(hs: HijackedStream, scanner: DetachScanner | None = None,
                 detached: threading.Event | None = None) -> None:
     import socket
 

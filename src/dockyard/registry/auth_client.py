@@ -20,9 +20,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-import os
 import re
-import tempfile
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -30,15 +28,19 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dockyard.dockerconfig import (  # noqa: F401 - part of this module's interface
+    DOCKER_HUB_KEY,
+    HUB_NAMES,
+    ConfigFile,
+    credentials_key,
+    hostname,
+)
 from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
     import aiohttp
 
-DOCKER_HUB_KEY = "https://index.docker.io/v1/"
-DOCKER_HUB_NAMES = frozenset({
-    "docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com",
-})
+DOCKER_HUB_NAMES = HUB_NAMES
 MAX_TOKEN_BODY = 1 << 20
 MAX_ERROR_BODY = 64 << 10
 
@@ -96,20 +98,6 @@ def error_from_body(status: int, body: bytes, fallback: str = "") -> RegistryErr
 # --------------------------------------------------------------------------- credentials
 
 
-def credentials_key(registry: str) -> str:
-    """The config.json key docker uses for `registry` (a host[:port], a URL or docker.io)."""
-    host = hostname(registry)
-    return DOCKER_HUB_KEY if host in DOCKER_HUB_NAMES else host
-
-
-def hostname(address: str) -> str:
-    """docker's ConvertToHostname: strip the scheme and any path."""
-    text = address.strip()
-    for scheme in ("https://", "http://"):
-        text = text.removeprefix(scheme)
-    return text.split("/", 1)[0].lower()
-
-
 def is_loopback(host: str) -> bool:
     name = strip_port(host)
     if name == "localhost" or name.endswith(".localhost"):
@@ -126,109 +114,7 @@ def strip_port(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-class CredentialStore:
-    """docker-compatible credentials in <config_dir>/config.json.
-
-    Credential helpers (credsStore/credHelpers) are not run: entries are read
-    from and written to "auths" only.
-    """
-
-    def __init__(self, config_dir: str):
-        self.config_dir = config_dir
-        self.path = os.path.join(config_dir, "config.json")
-
-    def _load(self) -> dict:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
-            return {}
-        if not text.strip():
-            return {}
-        try:
-            doc = json.loads(text)
-        except ValueError as e:
-            raise DockyardError(f"invalid client config {self.path}: {e}") from None
-        if not isinstance(doc, dict):
-            raise DockyardError(f"invalid client config {self.path}: not a JSON object")
-        return doc
-
-    def _find(self, auths: dict, registry: str) -> str | None:
-        key = credentials_key(registry)
-        if key in auths:
-            return key
-        host = hostname(registry)
-        for k in auths:  # entries stored as URLs ("https://host/v1/", "http://host")
-            kh = hostname(k)
-            if kh == host or (host in DOCKER_HUB_NAMES and kh in DOCKER_HUB_NAMES):
-                return k
-        return None
-
-    def get(self, registry: str) -> tuple[str, str] | None:
-        auths = self._load().get("auths") or {}
-        key = self._find(auths, registry) if isinstance(auths, dict) else None
-        entry = auths.get(key) if key else None
-        if not isinstance(entry, dict):
-            return None
-        if entry.get("auth"):
-            try:
-                user, sep, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                raise DockyardError(f"invalid auth entry for {key} in {self.path}") from None
-            if sep:
-                return user, password
-        if entry.get("username") and entry.get("password"):
-            return str(entry["username"]), str(entry["password"])
-        return None
-
-    def set(self, registry: str, user: str, password: str) -> None:
-        doc = self._load()
-        auths = doc.get("auths")
-        if not isinstance(auths, dict):
-            auths = doc["auths"] = {}
-        old = self._find(auths, registry)
-        if old is not None:
-            del auths[old]
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        auths[credentials_key(registry)] = {"auth": token}
-        self._write(doc)
-
-    def remove(self, registry: str) -> bool:
-        """Forget `registry`'s credentials; False when there were none."""
-        doc = self._load()
-        auths = doc.get("auths")
-        if not isinstance(auths, dict):
-            return False
-        removed = False
-        while (key := self._find(auths, registry)) is not None:
-            del auths[key]
-            removed = True
-        if removed:
-            self._write(doc)
-        return removed
-
-    def _write(self, doc: dict) -> None:
-        os.makedirs(self.config_dir, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=self.config_dir)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent="\t")
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        dfd = os.open(self.config_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+CredentialStore = ConfigFile  # docker's config.json (dockyard/dockerconfig.py)
 
 
 # --------------------------------------------------------------------------- challenges
