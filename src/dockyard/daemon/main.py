@@ -182,7 +182,7 @@ def settings_from(argv: list[str], default_data_root: str = DEFAULT_DATA_ROOT) -
 
 def _check_container_defaults(s: Settings) -> None:
     """A bad log driver, log option or detach key sequence stops the daemon at start."""
-    from dockyard.engine.attach import parse_detach_keys
+    from dockyard.detachkeys import parse_detach_keys
     from dockyard.engine.config import LOG_DRIVERS
     from dockyard.engine.logfile import validate_opts
 
