@@ -425,7 +425,7 @@ class Engine(EngineQueries):
         self.emit(c, "kill", signal=sig)
         try:
             rt.kill(self.runtime_root, c.id, sig, all_processes=sig == sg.SIGKILL)
-        except (NotFound, DockyardError, ProcessLookupError):
+        except (DockyardError, OSError):
             pass  # already exiting: the monitor reports the exit
 
     def _wait_gone(self, cid: str, token: str | None, timeout: float | None) -> bool:
