@@ -222,11 +222,14 @@ class RegistryClient:
             url = repo.url("tags/list")
             found: list[str] = []
             for _ in range(MAX_TAG_PAGES):
-                async with repo.request("GET", url) as resp:
-                    body = await read_body(resp, MAX_MANIFEST)
-                    if resp.status != 200:
-                        raise error_from_body(resp.status, body)
-                    link = resp.headers.get("Link", "")
+                try:
+                    async with repo.request("GET", url) as resp:
+                        body = await read_body(resp, MAX_MANIFEST)
+                        if resp.status != 200:
+                            raise error_from_body(resp.status, body)
+                        link = resp.headers.get("Link", "")
+                except TRANSPORT_ERRORS as e:
+                    raise RegistryError(f"Get \"{url}\": {e}") from None
                 found += _tag_page(body, ref.path)
                 if not link.startswith("<") or ">" not in link:
                     return found
