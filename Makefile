@@ -3,13 +3,20 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-unit bench lint clean
+.PHONY: setup demo demo-runtime demo-images test test-unit bench lint clean
 
 setup:
 	@bash scripts/setup.sh
 
+# the main demo: the seed's counter-app with `dockyard compose` (examples/counter_demo.py)
 demo: setup
+	@$(PY) examples/counter_demo.py
+
+# the earlier demos: the OCI runtime alone, and images with a registry of our own
+demo-runtime: setup
 	@$(PY) examples/runtime_demo.py
+
+demo-images: setup
 	@$(PY) examples/images_demo.py
 
 test: setup

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(
   busybox-static      # the tiny rootfs for tests and the demo
+  debootstrap         # `dockyard image bootstrap`: the offline base images
   python3 python3-venv python3-dev
   python3-seccomp     # libseccomp's own Python binding
   runc                # the reference runtime (benchmarks, comparisons)
@@ -14,6 +15,8 @@ DEB_PACKAGES=(
   skopeo docker-registry apache2-utils  # registry server peers (skopeo, Distribution, htpasswd)
   python3-cryptography  # the registry token-auth test signs its JWTs (x5c, RS256)
   gcc libc6-dev       # tests build a static probe for syscalls busybox has no applet for
+  python3-yaml        # compose files (PyYAML)
+  docker-compose      # the reference Compose for `make bench` (compose_up_down)
 )
 
 missing=()

@@ -12,6 +12,7 @@ Not a scenario (the leading underscore keeps discovery away).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -96,7 +97,9 @@ class DockyardDaemon:
         self.exec_root = root / "exec"
         self.cli_config = root / "cli"
         config = root / "daemon.json"
-        config.write_text("{}\n")  # never /etc/dockyard/daemon.json
+        from dockyard.devtools.netconfig import private_network_config
+        # never /etc/dockyard/daemon.json; a bridge, chains and subnet of its own
+        config.write_text(json.dumps(private_network_config(root)) + "\n")
         self.log_path = root / "daemon.log"
         argv = [dockyard_cli(), "daemon", "-H", f"unix://{self.sock}",
                 "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),

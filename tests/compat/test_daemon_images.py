@@ -26,6 +26,7 @@ import pytest
 
 from dockyard import __version__
 from dockyard.devtools.busybox import make_rootfs
+from dockyard.devtools.netconfig import private_network_config
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 pytestmark = pytest.mark.skipif(not os.access(DOCKER, os.X_OK), reason="docker CLI missing")
@@ -84,7 +85,8 @@ class Daemon:
         self.data_root = str(root / "data")
         self.pidfile = root / "d.pid"
         config = root / "daemon.json"
-        config.write_text(json.dumps({"debug": False, "insecure-registries": []}))
+        config.write_text(json.dumps({"debug": False, "insecure-registries": [],
+                                      **private_network_config(root)}))
         self.log = open(root / "daemon.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             _dockyard("daemon", "-H", f"unix://{self.sock}", "--data-root", self.data_root,

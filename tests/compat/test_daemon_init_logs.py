@@ -27,6 +27,7 @@ from test_daemon_containers import _check_nothing_left, _read_pid
 from test_daemon_images import DOCKER, Daemon, DockerCLI, http_request
 
 from dockyard.devtools.busybox import make_rootfs
+from dockyard.devtools.netconfig import private_network_config
 
 pytestmark = [
     pytest.mark.skipif(not os.access(DOCKER, os.X_OK), reason="docker CLI missing"),
@@ -368,7 +369,8 @@ def test_daemon_json_defaults(tmp_path: Path, workdir: Path) -> None:
     config = tmp_path / "custom.json"
     config.write_text(json.dumps({"init": True, "log-driver": "local",
                                   "log-opts": {"max-size": "2k", "max-file": "2"},
-                                  "detach-keys": "ctrl-x,x"}))
+                                  "detach-keys": "ctrl-x,x",
+                                  **private_network_config(tmp_path)}))
     d = Daemon(tmp_path, "--config-file", str(config))
     try:
         (tmp_path / "cfg").mkdir()

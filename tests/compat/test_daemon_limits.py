@@ -103,6 +103,9 @@ def test_read_only_tmpfs_user_and_process_settings(docker: DockerCLI, busybox: s
                "-c", "id -u; id -g; pwd; hostname; cat /proc/self/oom_score_adj; "
                "ulimit -n; ulimit -Hn").stdout.split()
     assert out == ["1000", "1000", "/tmp", "box1", "100", "100", "200"]
+    out = _run(docker, "-w", "/srv/work/here", "busybox:dyk", "sh", "-c",
+               "pwd; stat -c '%a %u' .").stdout.split()
+    assert out == ["/srv/work/here", "755", "0"]  # docker creates a missing WorkingDir
     out = _run(docker, "--shm-size", "32m", "busybox:dyk", "sh", "-c",
                "df -k /dev/shm | tail -1").stdout.split()
     assert out[1] == str(32 * 1024)

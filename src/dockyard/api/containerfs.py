@@ -1,5 +1,4 @@
-"""Container file system endpoints: changes (docker diff), export, commit; and the
-prune endpoints `docker system prune` calls that have no area of their own yet.
+"""Container file system endpoints: changes (docker diff), export, commit.
 
 The work is in dockyard.engine.containerfs; handlers run it in worker threads.
 """
@@ -18,7 +17,6 @@ from dockyard.api.server import (
     byte_stream,
     json_response,
     query_bool,
-    query_filters,
     read_json,
 )
 from dockyard.engine import containerfs
@@ -29,19 +27,6 @@ def register(routes: Routes) -> None:
     routes.get("/containers/{id}/changes", changes)
     routes.get("/containers/{id}/export", export)
     routes.post("/commit", commit)
-    # docker system prune prunes networks and the build cache too; until those areas
-    # exist there is nothing of theirs to prune (an area registered earlier wins)
-    for path, handler in (("/networks/prune", _prune_networks),
-                          ("/build/prune", _prune_build_cache)):
-        if not _registered(routes, "POST", path):
-            routes.post(path, handler)
-
-
-def _registered(routes: Routes, method: str, path: str) -> bool:
-    for resource in routes.app.router.resources():
-        if resource.canonical == path and any(r.method == method for r in resource):
-            return True
-    return False
 
 
 def _engine(request: web.Request) -> Any:
@@ -102,12 +87,3 @@ async def commit(request: web.Request) -> web.Response:
     image_id = await asyncio.to_thread(work)
     return json_response({"Id": image_id}, 201)
 
-
-async def _prune_networks(request: web.Request) -> web.Response:
-    query_filters(request)  # a malformed filter is still a 400
-    return json_response({"NetworksDeleted": None})
-
-
-async def _prune_build_cache(request: web.Request) -> web.Response:
-    query_filters(request)
-    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})

@@ -176,14 +176,14 @@ async def create(request: web.Request) -> web.Response:
     engine = _engine(request)
     body = check_config(await read_json(request))
     host_config = body.pop("HostConfig", None) or {}
-    body.pop("NetworkingConfig", None)
+    networking = body.pop("NetworkingConfig", None)
     log = host_config.get("LogConfig") if isinstance(host_config, dict) else None
     if isinstance(host_config, dict) and not (log or {}).get("Type"):
         # docker: no log driver named means the daemon's log-driver (and its log-opts)
         host_config["LogConfig"] = {"Type": getattr(engine, "log_driver", "json-file"),
                                     "Config": (log or {}).get("Config") or {}}
     name = request.query.get("name") or None
-    cid = await asyncio.to_thread(engine.create, body, host_config, name)
+    cid = await asyncio.to_thread(engine.create, body, host_config, name, networking)
     return json_response({"Id": cid, "Warnings": []}, 201)
 
 

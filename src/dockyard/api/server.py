@@ -42,7 +42,8 @@ log = logging.getLogger("dockyard.api")
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
 AREAS = ("dockyard.api.system", "dockyard.api.images", "dockyard.api.containers",
-         "dockyard.api.exec", "dockyard.api.events",
+         "dockyard.api.exec", "dockyard.api.events", "dockyard.api.volumes",
+         "dockyard.api.archive", "dockyard.api.networks", "dockyard.api.build",
          "dockyard.api.containerfs")  # keep last: its prune stubs yield to real areas
 SERVER_HEADER = f"Dockyard/{__version__} (linux)"
 _VERSION_SEGMENT = r"/{_api_version:v[0-9][0-9.]*}"
@@ -338,7 +339,8 @@ class _Pipe(io.RawIOBase):
 
 
 async def byte_stream(request: web.Request, work: Callable[[BinaryIO], Any],
-                      content_type: str = "application/x-tar") -> web.StreamResponse:
+                      content_type: str = "application/x-tar",
+                      headers: dict[str, str] | None = None) -> web.StreamResponse:
     """Run `work(out)` in a thread, sending what it writes to `out` as the body.
 
     Nothing is sent before the first byte: an error before it is a normal
@@ -359,6 +361,7 @@ async def byte_stream(request: web.Request, work: Callable[[BinaryIO], Any],
         while (item := await queue.get()) is not _DONE:
             if resp is None:
                 resp = _stream_response(content_type)
+                resp.headers.update(headers or {})
                 await resp.prepare(request)
             await resp.write(item)
             pipe.release()
@@ -375,6 +378,7 @@ async def byte_stream(request: web.Request, work: Callable[[BinaryIO], Any],
         return resp
     if resp is None:
         resp = _stream_response(content_type)
+        resp.headers.update(headers or {})
         await resp.prepare(request)
     await resp.write_eof()
     return resp

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dockyard.client.api import Client
 
 SUBCOMMANDS = ("ls", "list", "pull", "push", "tag", "rm", "inspect", "history", "save", "load",
-               "import", "prune")
+               "import", "prune", "bootstrap", "build")
 IMAGE_COLUMNS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG",
                  "Digest": "DIGEST", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                  "Size": "SIZE"}
@@ -68,7 +68,11 @@ def image(argv: list[str], ctx) -> int:
     sub, rest = argv[0], argv[1:]
     handlers = {"ls": ls, "list": ls, "pull": pull, "push": push, "tag": tag, "rm": rm,
                 "inspect": inspect, "history": history, "save": save, "load": load,
-                "import": import_, "prune": prune}
+                "import": import_, "prune": prune,
+                "build": lambda a, c: __import__("dockyard.cli.build",
+                                                 fromlist=["_"]).build(a, c),
+                "bootstrap": lambda a, c: __import__("dockyard.cli.bootstrap",
+                                                     fromlist=["_"]).bootstrap(a, c)}
     if sub not in handlers:
         print(f"dockyard: 'image {sub}' is not a dockyard command.", file=sys.stderr)
         return 1

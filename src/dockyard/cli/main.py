@@ -54,7 +54,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("dockyard.cli.container", "diff"),
     "export": ("dockyard.cli.container", "export"),
     "commit": ("dockyard.cli.container", "commit"),
+    "build": ("dockyard.cli.build", "build"),
+    "builder": ("dockyard.cli.build", "builder"),
+    "cp": ("dockyard.cli.cp", "cp"),
+    "volume": ("dockyard.cli.volume", "volume"),
     "system": ("dockyard.cli.system", "system"),
+    "compose": ("dockyard.cli.compose", "compose"),
+    "network": ("dockyard.cli.network", "network"),
 }
 
 USAGE = """Usage:  dockyard [OPTIONS] COMMAND

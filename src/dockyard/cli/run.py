@@ -22,7 +22,6 @@ from dockyard.cli.runflags import (
     Flag,
     FlagError,
     Parsed,
-    _bool,
     _int,
     effective_caps,
     nano_cpus,
@@ -130,6 +129,8 @@ RUN_FLAGS: list[Flag] = [
     Flag("mac-address", VALUE, default=""), Flag("volume-driver", VALUE, default=""),
     Flag("volumes-from", LIST), Flag("storage-opt", LIST),
     Flag("device-cgroup-rule", LIST), Flag("link", LIST), Flag("network-alias", LIST),
+    Flag("publish-all", short="P"), Flag("ip", VALUE, default=""),
+    Flag("ip6", VALUE, default=""),
 ]
 
 
@@ -222,8 +223,8 @@ def create_body(p: Parsed, image: str, cmd: list[str]) -> dict[str, Any]:
         path, _, opts = t.partition(":")
         tmpfs[path] = opts
     network = v["network"] or v["net"] or "default"
-    binds = [b for b in v["volume"] if ":" in b]
-    volumes = {b: {} for b in v["volume"] if ":" not in b}
+    from dockyard.cli.mountflags import split_volumes
+    binds, volumes = split_volumes(v["volume"])
     if volumes:
         config["Volumes"] = volumes
     host: dict[str, Any] = {
@@ -267,34 +268,54 @@ def create_body(p: Parsed, image: str, cmd: list[str]) -> dict[str, Any]:
     }
     if "init" in p.changed:
         host["Init"] = v["init"]
-    if v["publish"]:
-        raise FlagError("-p/--publish is not supported by dockyard yet")
+    _network_flags(v, network, config, host)
     endpoints: dict[str, Any] = {}
-    if v["network-alias"] and network not in ("default", "bridge", "host", "none"):
-        endpoints[network] = {"Aliases": v["network-alias"]}
+    epc: dict[str, Any] = {}
+    if v["network-alias"]:
+        epc["Aliases"] = v["network-alias"]
+    if v["ip"] or v["ip6"]:
+        epc["IPAMConfig"] = {"IPv4Address": v["ip"], "IPv6Address": v["ip6"]}
+    if v["mac-address"]:
+        epc["MacAddress"] = v["mac-address"]
+    if epc:
+        endpoints[network] = epc
     body = dict(config)
     body["HostConfig"] = host
     body["NetworkingConfig"] = {"EndpointsConfig": endpoints}
     return body
 
 
+def _network_flags(v: dict[str, Any], network: str, config: dict, host: dict) -> None:
+    """-p/--publish, -P, --add-host, --dns: docker's client-side checks (network/ports.py is
+    pure parsing, cheap to import)."""
+    from dockyard.errors import InvalidArgument
+    from dockyard.network.ports import parse_expose, parse_publish_list
+
+    try:
+        exposed, bindings = parse_publish_list(v["publish"])
+        for e in v["expose"]:
+            exposed.update({k: {} for k in parse_expose(e)})
+    except InvalidArgument as e:
+        raise FlagError(f'invalid argument "{" ".join(v["publish"])}" for "-p, --publish" '
+                        f"flag: {e}") from None
+    if exposed:
+        config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}), **exposed}
+    host["PortBindings"] = bindings
+    host["PublishAllPorts"] = v["publish-all"]
+    for entry in v["add-host"]:
+        name, sep, addr = entry.partition(":")
+        if not sep or not name or not addr:
+            raise FlagError(f'invalid argument "{entry}" for "--add-host" flag: bad format '
+                            f"for add-host: {entry!r}")
+    if network.startswith("container:") and (v["publish"] or v["publish-all"]):
+        raise FlagError("conflicting options: port publishing and the container type "
+                        "network mode")
+
+
 def _mount(spec: str) -> dict[str, Any]:
-    """--mount type=bind,source=/a,target=/b[,readonly] (the common keys only)."""
-    m: dict[str, Any] = {"Type": "volume"}
-    for part in spec.split(","):
-        key, eq, value = part.partition("=")
-        key = key.strip().lower()
-        if key == "type":
-            m["Type"] = value
-        elif key in ("source", "src"):
-            m["Source"] = value
-        elif key in ("target", "destination", "dst"):
-            m["Target"] = value
-        elif key in ("readonly", "ro"):
-            m["ReadOnly"] = not eq or _bool("mount", value)
-        else:
-            raise FlagError(f"unexpected key '{key}' in '{part}'")
-    return m
+    """--mount (all of docker's keys: cli/mountflags.py)."""
+    from dockyard.cli.mountflags import parse_mount
+    return parse_mount(spec)
 
 
 # -- run / create -------------------------------------------------------------------------

@@ -50,14 +50,16 @@ APPLIED: dict[str, type | tuple[type, ...]] = {
     "tlsverify": bool, "tlscacert": str, "tlscert": str, "tlskey": str,
     "exec-root": str, "live-restore": bool,
     "init": bool, "init-path": str, "log-driver": str, "log-opts": dict, "detach-keys": str,
+    # networks (engine/networking.py); dockyard-chain-prefix is ours: the iptables chains' prefix
+    "bridge": str, "bip": str, "default-address-pools": list, "iptables": bool, "dns": list,
+    "dns-search": list, "dns-opts": list, "dockyard-chain-prefix": str,
 }
 # Docker's keys that later parts of the engine will honour: accepted, ignored for now
 LATER = frozenset({
-    "default-address-pools",
-    "default-ulimits", "storage-driver", "storage-opts", "bip", "bridge", "default-runtime",
+    "default-ulimits", "storage-driver", "storage-opts", "default-runtime",
     "runtimes", "features", "builder", "labels", "max-concurrent-downloads",
-    "max-concurrent-uploads", "max-download-attempts", "shutdown-timeout", "dns", "dns-opts",
-    "dns-search", "mtu", "userland-proxy", "ip-forward", "iptables", "ip6tables", "ipv6",
+    "max-concurrent-uploads", "max-download-attempts", "shutdown-timeout",
+    "mtu", "userland-proxy", "ip-forward", "ip6tables", "ipv6",
     "fixed-cidr", "fixed-cidr-v6", "experimental", "default-cgroupns-mode", "cgroup-parent",
     "exec-opts", "default-shm-size", "seccomp-profile", "no-new-privileges", "icc", "ip",
     "oom-score-adjust", "selinux-enabled", "userns-remap",
@@ -88,6 +90,14 @@ class Settings:
     log_driver: str = "json-file"
     log_opts: dict[str, str] = field(default_factory=dict)
     detach_keys: str = ""  # attach's default detach keys (docker's: ctrl-p,ctrl-q)
+    bridge: str = "dockyard0"  # the default network's Linux bridge
+    bip: str = ""  # its gateway/prefix (default 172.30.0.1/16)
+    default_address_pools: list[dict] = field(default_factory=list)
+    iptables: bool = True
+    chain_prefix: str = "DOCKYARD"  # our iptables chains (unique per daemon on one host)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_opts: list[str] = field(default_factory=list)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,7 +149,8 @@ def load_config_file(path: str, explicit: bool) -> dict:
     for key, kind in APPLIED.items():
         if key in doc and not isinstance(doc[key], kind):
             raise ConfigError(key, f"{path}: wrong type, want {getattr(kind, '__name__', kind)}")
-        if kind is list and key in doc and not all(isinstance(v, str) for v in doc[key]):
+        if kind is list and key in doc and key != "default-address-pools" \
+                and not all(isinstance(v, str) for v in doc[key]):
             raise ConfigError(key, f"{path}: every entry must be a string")
     return doc
 
@@ -176,6 +187,13 @@ def settings_from(argv: list[str], default_data_root: str = DEFAULT_DATA_ROOT) -
     s.log_driver = doc.get("log-driver") or "json-file"
     s.log_opts = {str(k): str(v) for k, v in (doc.get("log-opts") or {}).items()}
     s.detach_keys = doc.get("detach-keys", "")
+    s.bridge = doc.get("bridge") or s.bridge
+    s.bip = doc.get("bip", "")
+    s.default_address_pools = list(doc.get("default-address-pools") or [])
+    s.iptables = bool(doc.get("iptables", True))
+    s.chain_prefix = doc.get("dockyard-chain-prefix") or s.chain_prefix
+    s.dns, s.dns_search, s.dns_opts = (list(doc.get(k) or []) for k in ("dns", "dns-search",
+                                                                      "dns-opts"))
     _check_container_defaults(s)
     return s
 
@@ -316,13 +334,25 @@ def make_image_service(s: Settings):
                         mirrors=tuple(s.registry_mirrors), credentials=REQUEST_CREDENTIALS)
 
 
-def make_engine(s: Settings, images):
+def make_network(s: Settings, loop=None):
+    """The network manager: bridges, NAT, DNS on the daemon's loop (engine/networking.py)."""
+    from dockyard.engine.networking import NetworkManager
+
+    return NetworkManager(s.data_root, s.exec_root, bridge_name=s.bridge,
+                          bridge_subnet=s.bip or None, pools=s.default_address_pools or None,
+                          chain_prefix=s.chain_prefix, iptables=s.iptables,
+                          dns_servers=s.dns, dns_search=s.dns_search or None,
+                          dns_options=s.dns_opts or None, loop=loop)
+
+
+def make_engine(s: Settings, images, loop=None):
     """The container engine (it starts or adopts the monitor of the exec root)."""
     from dockyard.engine.engine import Engine
 
     engine = Engine(s.data_root, s.exec_root, images, log_driver=s.log_driver,
                     log_opts=s.log_opts, init=s.init,
-                    init_path=os.path.abspath(s.init_path) if s.init_path else None)
+                    init_path=os.path.abspath(s.init_path) if s.init_path else None,
+                    network=make_network(s, loop))
     engine.detach_keys = s.detach_keys  # read by api/attach.py
     return engine
 
@@ -346,6 +376,11 @@ def stop_engine(engine, live_restore: bool) -> None:
     if not others:
         engine.monitor.shutdown()
     engine.close()
+    if not others:  # nothing runs: our rules, bridges and netns mount go (start remakes them)
+        try:
+            engine.network.purge()
+        except (OSError, DockyardError) as e:
+            log.warning("removing the networks' kernel state: %s", e)
 
 
 def _stop_quietly(engine, cid: str) -> None:
@@ -363,7 +398,7 @@ async def serve(s: Settings, explicit_group: bool) -> None:
     listeners = check_listeners(s)
     ssl_ctx = tls_context(s) if any(k == "tcp" for k, _, _ in listeners) else None
     svc = make_image_service(s)
-    engine = await asyncio.to_thread(make_engine, s, svc)
+    engine = await asyncio.to_thread(make_engine, s, svc, asyncio.get_running_loop())
     api = ApiBackend(images=svc, data_root=s.data_root, containers=engine,
                      insecure_registries=tuple(s.insecure_registries),
                      registry_mirrors=tuple(s.registry_mirrors), debug=s.debug,

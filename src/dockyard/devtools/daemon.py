@@ -47,7 +47,9 @@ class DockyardDaemon:
     def start(self) -> Self:
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "daemon.json"
-        config.write_text(json.dumps(self.config) + "\n")
+        from dockyard.devtools.netconfig import private_network_config
+        config.write_text(json.dumps({**private_network_config(self.root), **self.config})
+                          + "\n")
         argv = [dockyard_cli(), "daemon", "-H", self.host, "--data-root", str(self.data_root),
                 "--exec-root", str(self.exec_root), "--pidfile", "",
                 "--config-file", str(config)]

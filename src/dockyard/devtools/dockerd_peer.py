@@ -243,6 +243,7 @@ class DockerdPeer:
     storage_driver: str = "overlay2"
     runtimes: dict[str, str] = field(default_factory=dict)
     created_run_dirs: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list)  # e.g. --userland-proxy=true
 
     # ----------------------------------------------------------------- paths
     @property
@@ -301,12 +302,13 @@ class DockerdPeer:
     # ------------------------------------------------------------- lifecycle
     @classmethod
     def start(cls, runtimes: dict[str, str], storage_driver: str | None = None,
-              cli: str | None = None) -> DockerdPeer:
+              cli: str | None = None, extra_args: list[str] | None = None) -> DockerdPeer:
         tmp = Path(tempfile.mkdtemp(prefix="dyk-dockerd-", dir="/tmp"))
         created = [d for d in ("/run/docker", "/run/containerd") if not os.path.exists(d)]
         bridge, cidr = create_bridge()
         peer = cls(tmp=tmp, bridge=bridge, bridge_cidr=cidr, cgroup_parent=f"/{bridge}",
-                   cli=cli or pick_cli(), runtimes=dict(runtimes), created_run_dirs=created)
+                   cli=cli or pick_cli(), runtimes=dict(runtimes), created_run_dirs=created,
+                   extra_args=list(extra_args or []))
         try:
             drivers = [storage_driver] if storage_driver else ["overlay2", "vfs"]
             for i, driver in enumerate(drivers):
@@ -346,6 +348,7 @@ class DockerdPeer:
         ]
         for name, path in self.runtimes.items():
             argv += ["--add-runtime", f"{name}={path}"]
+        argv += self.extra_args
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          start_new_session=True)

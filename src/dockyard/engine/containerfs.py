@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from dockyard.engine import config as cfgmod
 from dockyard.errors import DockyardError, NotFound
+from dockyard.linux.mount import is_mount_point
 
 MODIFIED, ADDED, DELETED = 0, 1, 2
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -149,7 +150,7 @@ def _mounted_rootfs(engine: Any, c: Any) -> str:
 
     rootfs = os.path.join(c.path, "rootfs")
     with engine._cond:  # start mounts it too
-        if not os.path.ismount(rootfs):
+        if not is_mount_point(rootfs):
             mount_all(engine.images.snapshots.mounts(snapshot_key(c.id)), rootfs)
     return rootfs
 
@@ -247,4 +248,5 @@ def disk_usage(engine: Any) -> dict:
         row["SizeRw"], row["SizeRootFs"] = sizes(engine, c)
         container_rows.append(row)
     return {"LayersSize": sum(chain_size.values()), "Images": image_rows,
-            "Containers": container_rows, "Volumes": [], "BuildCache": []}
+            "Containers": container_rows, "Volumes": engine.volumes.usage(),
+            "BuildCache": []}

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from dockyard.engine import config as cfgmod
 from dockyard.engine import health, restart
+from dockyard.engine import mounts as volmounts
 from dockyard.engine import spec as specmod
 from dockyard.engine.events import EventBus, container_attributes
 from dockyard.engine.health import HealthChecker
@@ -32,8 +33,10 @@ from dockyard.engine.util import start_error_code as _start_error_code
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, SystemError_
 from dockyard.fsutil import remove_later
 from dockyard.linux import signals as sg
+from dockyard.linux.mount import is_mount_point
 from dockyard.linux.signals import parse as _parse_signal
 from dockyard.runtime import container as rt
+from dockyard.volume.service import VolumeService
 
 
 class NotModified(DockyardError):
@@ -46,7 +49,7 @@ class Engine(EngineQueries):
     def __init__(self, data_root: str, exec_root: str, image_service, *,
                  runtime: str | None = None, log_driver: str = "json-file",
                  log_opts: dict | None = None, events: EventBus | None = None,
-                 init: bool = False, init_path: str | None = None):
+                 init: bool = False, init_path: str | None = None, network=None):
         self.events = events or EventBus()
         self.init_default, self.init_path = init, init_path  # daemon.json init, init-path
         self.detach_keys = ""  # daemon.json detach-keys (the API's default for attach)
@@ -64,6 +67,8 @@ class Engine(EngineQueries):
         shutil.rmtree(self.trash_dir, ignore_errors=True)
         os.makedirs(self.trash_dir, mode=0o700, exist_ok=True)
         self.store = ContainerStore(self.data_root)
+        self.volumes = VolumeService(self.data_root)
+        volmounts.restore(self.volumes, self.store.list())  # volume references, as dockerd
         self._cond = threading.Condition(threading.RLock())
         self._starting: set[str] = set()
         self._removing: set[str] = set()
@@ -74,6 +79,9 @@ class Engine(EngineQueries):
         self.health = HealthChecker(self)
         self.monitor = MonitorClient(self.exec_root, runtime)
         self.monitor.ensure()
+        from dockyard.engine.networking import NoNetwork
+        self.network = network if network is not None else NoNetwork()  # engine/networking.py
+        self.network.bind(self)
         self.monitor.subscribe(self._on_event, on_reconnect=self.reconcile)
         self._shutting_down: set[str] = set()  # stopped by the daemon's shutdown
         self.reconcile()
@@ -86,6 +94,7 @@ class Engine(EngineQueries):
                 timer.cancel()
             self._timers.clear()
         self.health.close()
+        self.network.close()
         self.monitor.close()
         self.store.close()
 
@@ -120,7 +129,7 @@ class Engine(EngineQueries):
     # -- create -----------------------------------------------------------------------------
 
     def create(self, config: dict, host_config: dict | None = None,
-               name: str | None = None) -> str:
+               name: str | None = None, networking: dict | None = None) -> str:
         config = dict(config or {})
         image_ref = config.get("Image") or ""
         if not image_ref:
@@ -134,6 +143,7 @@ class Engine(EngineQueries):
         health.check_config(merged.get("Healthcheck"))
         if not (merged.get("Entrypoint") or merged.get("Cmd")):
             raise InvalidArgument("No command specified")
+        points = volmounts.parse(merged, hc, volmounts.lookup_in(self.store))  # 400s first
         full_name = cfgmod.check_name(name) if name else self._free_random_name()
         try:  # fail early on a taken name; store.add decides for good
             owner = self.store.get(full_name)
@@ -146,10 +156,14 @@ class Engine(EngineQueries):
         c = Container(id=cid, name=full_name, image=image.id, image_name=image_ref,
                       config=merged, host_config=hc,
                       path=os.path.join(self.containers_dir, cid))
+        self.network.prepare(c, networking)  # NetworkMode, endpoints, ports: 400s first
         rootfs = os.path.join(c.path, "rootfs")
         os.makedirs(rootfs)
         mounted = prepared = False
+        made_volumes: list[str] | None = None
         try:
+            made_volumes = volmounts.realize(self.volumes, cid, points)
+            volmounts.set_points(c, points)
             mounts = self.images.snapshots.prepare(f"container-{cid}", image.chain_ids[-1]
                                                    if image.chain_ids else None)
             prepared = True
@@ -162,6 +176,8 @@ class Engine(EngineQueries):
             self._spec(c, rootfs)  # a bad user, capability, ulimit... fails now
             self._add_with_free_name(c, generated=not name)
         except BaseException:
+            if made_volumes is not None:
+                volmounts.release_all(self.volumes, cid, points, made_volumes)
             self._cleanup_files(c, mounted, prepared)
             raise
         self.emit(c, "create")
@@ -193,7 +209,7 @@ class Engine(EngineQueries):
         from dockyard.image.snapshot import unmount_all
         rootfs = os.path.join(c.path, "rootfs")
         if mounted:
-            while os.path.ismount(rootfs):
+            while is_mount_point(rootfs):
                 unmount_all(rootfs)
         if prepared:
             try:
@@ -233,9 +249,12 @@ class Engine(EngineQueries):
         """Start `c` (its id is in self._starting) and record the result."""
         try:
             rootfs, exit_file, log_path = self._paths(c)
-            if not os.path.ismount(rootfs):
+            if not is_mount_point(rootfs):
                 from dockyard.image.snapshot import mount_all
                 mount_all(self.images.snapshots.mounts(f"container-{c.id}"), rootfs)
+            volmounts.activate(self.volumes, c.id, c.extra.get("mountpoints") or [], rootfs)
+            self.network.setup(c)  # netns, endpoints, ports, DNS, /etc files (all or nothing)
+            specmod.ensure_working_dir(c, rootfs)
             spec = self._spec(c, rootfs)
             tmp = os.path.join(c.path, "config.json.tmp")
             with open(tmp, "w") as f:
@@ -257,12 +276,14 @@ class Engine(EngineQueries):
                 log={"driver": log.get("Type") or "json-file", "path": log_path,
                      "opts": log.get("Config") or {}})
         except BaseException as e:
+            volmounts.deactivate(self.volumes, c.id, c.extra.get("mountpoints") or [])
             with self._cond:
                 self._starting.discard(c.id)
                 try:
                     c = self.store.get(c.id)
                 except NotFound:
                     raise e from None
+                self.network.release(c)
                 message = str(e)
                 c.state.Error = message
                 c.state.ExitCode = _start_error_code(message)
@@ -314,6 +335,8 @@ class Engine(EngineQueries):
             code = int(rec.get("exit_code", 255))
             c.state.set_exited(code, bool(rec.get("oom_killed")), rec.get("finished_at"))
             self.health.stopped(c)
+            volmounts.deactivate(self.volumes, cid, c.extra.get("mountpoints") or [])
+            self.network.release(c)  # addresses, rules, DNS, netns
             if c.state.OOMKilled:
                 self.emit(c, "oom")
             self.emit(c, "die", exitCode=code, execDuration=int(max(ran_for, 0)))
@@ -337,7 +360,7 @@ class Engine(EngineQueries):
 
     def _auto_remove(self, cid: str) -> None:
         try:
-            self.remove(cid, force=True)
+            self.remove(cid, force=True, volumes=True)  # --rm takes anonymous volumes too
         except (NotFound, Conflict):
             pass
 
@@ -401,6 +424,7 @@ class Engine(EngineQueries):
                     self._schedule_restart(c.id, token or "", self._delays.get(c.id, 0.1))
             elif c.host_config.get("AutoRemove") and c.state.Status == "exited":
                 threading.Thread(target=self._auto_remove, args=(c.id,), daemon=True).start()
+        self.network.reconcile(self.store.list())  # adopt ports/DNS, drop leftovers
 
     def _start_on_boot(self) -> None:
         """What docker starts with the daemon: `always` containers, and `unless-stopped`
@@ -617,9 +641,14 @@ class Engine(EngineQueries):
                 rt.delete(self.runtime_root, c.id, force=True)
             except DockyardError:
                 pass
+            self.network.release(c)
             self._cleanup_files(c)
             with self._cond:
                 self.store.delete(c.id)
+            points = c.extra.get("mountpoints") or []
+            volmounts.release_all(self.volumes, c.id, points,
+                               volmounts.anonymous(points) if volumes else None)
+            with self._cond:
                 self._delays.pop(c.id, None)
                 self._cond.notify_all()
             self.emit(c, "destroy")

@@ -6,6 +6,7 @@ import re
 
 from dockyard.engine.model import Container, parse_time, status_text
 from dockyard.errors import InvalidArgument
+from dockyard.network.ports import summary_ports
 
 FILTERS = ("status", "name", "label", "ancestor", "exited", "id", "before", "since", "health")
 HEALTH = ("starting", "healthy", "unhealthy", "none")
@@ -21,12 +22,13 @@ def summary(c: Container) -> dict:
         "ImageID": c.image,
         "Command": command,
         "Created": int(parse_time(c.created)),
-        "Ports": [],
+        "Ports": summary_ports((c.extra.get("network_settings") or {}).get("Ports")),
         "Labels": dict(c.config.get("Labels") or {}),
         "State": c.state.Status,
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "none"},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": (c.extra.get("network_settings") or {}).get(
+            "Networks") or {}},
         "Mounts": list(c.extra.get("mounts") or []),
     }
 

@@ -3,7 +3,7 @@
 Docker's defaults (moby's oci.DefaultLinuxSpec and daemon/oci_linux.go):
 the default capability set, the default seccomp profile resolved for those
 capabilities, masked and read-only paths, the standard mounts, a private
-network namespace with only lo (networking comes later), cgroupsPath
+network namespace engine/networking.py prepared (the host's with --network host), cgroupsPath
 /dockyard/<id>, resources, rlimits and sysctls from the HostConfig.
 """
 
@@ -315,6 +315,11 @@ def build(c: Container, rootfs: str, *, init_default: bool = False,
     devs, dev_rules = devices(hc)
     res["devices"] += dev_rules
     namespaces = [{"type": t} for t in ("mount", "network", "uts", "pid", "ipc")]
+    netns = c.extra.get("netns")  # engine/networking.py: a namespace file, or "host"
+    if netns:
+        namespaces = [n for n in namespaces if n["type"] != "network"]
+        if netns != "host":
+            namespaces.insert(1, {"type": "network", "path": netns})
     from dockyard.linux import cgroups
     if cgroups.detect_mode() == "v2":
         namespaces.append({"type": "cgroup"})
@@ -334,7 +339,11 @@ def build(c: Container, rootfs: str, *, init_default: bool = False,
     if profile:
         linux["seccomp"] = profile
     mounts = standard_mounts(hc) + tmpfs_mounts(hc) + file_mounts(c)
-    mounts += list(c.extra.get("oci_mounts") or [])  # volumes and binds, a later slice
+    from dockyard.engine.mounts import oci_mounts  # volumes, binds, --mount tmpfs
+    user_mounts, propagation = oci_mounts(c.extra.get("mountpoints") or [])
+    mounts += user_mounts
+    if propagation:
+        linux["rootfsPropagation"] = propagation
     mounts += init_mounts
     spec: dict[str, Any] = {
         "ociVersion": "1.0.2-dev",
@@ -383,3 +392,23 @@ def write_files(c: Container) -> None:
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, path)
+
+
+def ensure_working_dir(c: Container, rootfs: str) -> None:
+    """docker creates a missing WorkingDir (0755, root's) in the container's root before
+    each start; it is resolved inside the root, never through a symlink out of it."""
+    from dockyard.runtime.paths import make_mountpoint, secure_join
+
+    wd = c.config.get("WorkingDir") or ""
+    if not wd or wd == "/":
+        return
+    path = secure_join(rootfs, wd)
+    if os.path.isdir(path):
+        return
+    try:
+        make_mountpoint(rootfs, path, is_dir=True)
+    except OSError as e:
+        raise InvalidArgument(f"cannot create the working directory {wd}: "
+                              f"{e.strerror or e}") from None
+    if not os.path.isdir(path):
+        raise InvalidArgument(f"the working directory {wd} is not a directory")

@@ -148,8 +148,10 @@ class ImageService:
             layer.uncompressed_size = self.snapshots.usage(chain)
             parent = chain
 
-    def add_layer_tar(self, stream: BinaryIO, parent: str | None) -> LayerRecord:
-        """An uncompressed-or-compressed layer tar -> a compressed blob and a snapshot."""
+    def add_layer_tar(self, stream: BinaryIO, parent: str | None, *,
+                      level: int | None = None) -> LayerRecord:
+        """An uncompressed-or-compressed layer tar -> a compressed blob and a snapshot
+        (`level`: gzip's, None for the default; the builder uses a fast one)."""
         from dockyard.image.compression import compress, open_decompressed
         from dockyard.image.layers import apply_layer
 
@@ -160,7 +162,8 @@ class ImageService:
             with open(f"/proc/self/fd/{raw.fileno()}", "rb") as copy, \
                     self.content.writer(f"layer-{os.getpid()}-{id(raw)}") as writer, \
                     ThreadPoolExecutor(1) as pool:
-                compressed = pool.submit(compress, copy, writer, LAYER_COMPRESSION)
+                compressed = pool.submit(compress, copy, writer, LAYER_COMPRESSION,
+                                         level=level)
                 if not self.snapshots.exists(chain):
                     raw.seek(0)
                     self.snapshots.create_layer(chain, parent, lambda d: apply_layer(d, raw))

@@ -1,6 +1,7 @@
 """mount(2), umount2(2), pivot_root(2) and the parsing of mount options."""
 
 import ctypes
+import os
 
 from dockyard.linux.libc import call, libc, syscall
 
@@ -97,3 +98,17 @@ def umount(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     syscall(SYS_PIVOT_ROOT, new_root.encode(), put_old.encode(), what="pivot_root")
+
+
+def is_mount_point(path: str) -> bool:
+    """True if `path` is a mount point in our mount namespace, bind mounts of the same
+    file system included (os.path.ismount compares devices and misses those)."""
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split(" ", 5)[4]
+            if "\\" in point:  # octal escapes for spaces and the like
+                point = point.encode().decode("unicode_escape")
+            if point == real:
+                return True
+    return False

@@ -199,9 +199,20 @@ class DNSServer:
         `key` identifies the container to the lookup callbacks; `forward=False`
         answers SERVFAIL instead of forwarding unknown names (internal-only).
         """
+        socks = await asyncio.to_thread(self.sockets_in, netns_path)
+        await self.serve(netns_path, socks, key, search, forward)
+
+    def sockets_in(self, netns_path: str) -> list[socket.socket]:
+        """The UDP and TCP sockets bound to 127.0.0.11:53 inside the namespace (blocking:
+        call it from a worker thread, then `serve` them on the loop). A caller that is
+        itself a worker must not use listen_in: its to_thread may wait for that worker."""
+        return netns.run_in(netns_path, self._make_sockets)
+
+    async def serve(self, netns_path: str, socks: list[socket.socket], key: str,
+                    search: list[str] | None = None, forward: bool = True) -> None:
+        """Serve sockets made by `sockets_in` (they are closed on failure)."""
         if netns_path in self._listeners:
             await self.close_in(netns_path)
-        socks = await asyncio.to_thread(netns.run_in, netns_path, self._make_sockets)
         listener = _Listener(key, [s.strip(".").lower() for s in search or []], forward,
                              socks=socks)
         loop = asyncio.get_running_loop()

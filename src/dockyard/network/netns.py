@@ -48,13 +48,9 @@ def _in_thread(fn: Callable[..., T], *args: Any) -> T:
 
 def is_mounted(path: str) -> bool:
     """True if `path` is a mount point in our mount namespace (a netns file is one)."""
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split()[4].encode().decode("unicode_escape")
-            if mp == real:
-                return True
-    return False
+    from dockyard.linux.mount import is_mount_point
+
+    return is_mount_point(path)
 
 
 def prepare_dir(directory: str) -> None:

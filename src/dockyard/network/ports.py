@@ -262,3 +262,19 @@ def network_settings_ports(exposed: Iterable[str], published: Iterable[Published
         entries += [{"HostIp": ip, "HostPort": str(p.host_port)} for ip in ips]
         out[p.key] = entries
     return out
+
+
+def summary_ports(ports_map: dict | None) -> list[dict]:
+    """NetworkSettings.Ports -> `docker ps`'s Ports list (ContainerSummary.Ports)."""
+    out: list[dict] = []
+    for key, entries in (ports_map or {}).items():
+        port, _, proto = key.partition("/")
+        if not port.isdigit():
+            continue
+        if not entries:
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+            continue
+        for e in entries:
+            out.append({"IP": e.get("HostIp") or "", "PrivatePort": int(port),
+                        "PublicPort": int(e.get("HostPort") or 0), "Type": proto or "tcp"})
+    return out

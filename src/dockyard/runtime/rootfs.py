@@ -9,6 +9,7 @@ import os
 import stat
 
 from dockyard.linux import mount as m
+from dockyard.linux.openat2 import open_in_root
 from dockyard.runtime.paths import make_mountpoint, make_parents_inside, secure_join
 
 
@@ -114,6 +115,31 @@ def _mountinfo_line(point: str) -> str:
         return found
 
 
+class _Pinned:
+    """The mount point `dest` (secure_join'ed earlier) opened again by the kernel with
+    openat2(RESOLVE_IN_ROOT) and used as /proc/self/fd/N: a path component swapped for
+    a symlink since secure_join (another container sharing a volume, CVE-2021-30465)
+    cannot make us mount over a host path. Re-pin after a mount to reach its top."""
+
+    def __init__(self, rootfs: str, dest: str):
+        self.fd = -1
+        self.path = dest
+        try:
+            self.fd = open_in_root(rootfs, os.path.relpath(dest, rootfs), os.O_PATH)
+        except OSError as e:
+            if e.errno != errno.ENOSYS:  # a kernel without openat2 (< 5.6): the path
+                raise
+            return
+        self.path = f"/proc/self/fd/{self.fd}"
+
+    def __enter__(self) -> str:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
 def mount_all(rootfs: str, steps: list[MountStep], cgroup_path: str, cgroupns: bool,
               newnet: bool) -> None:
     for step in steps:
@@ -125,25 +151,32 @@ def mount_all(rootfs: str, steps: list[MountStep], cgroup_path: str, cgroupns: b
             _bind(rootfs, dest, step)
         else:
             make_mountpoint(rootfs, dest, True)
-            try:
-                m.mount(step.source or step.fstype, dest, step.fstype, step.flags, step.data)
-            except PermissionError:
-                if step.fstype != "sysfs" or newnet:
-                    raise
-                # sysfs cannot be mounted in the host's network namespace: bind it
-                m.mount("/sys", dest, None, m.MS_BIND | m.MS_REC)
-                _remount(dest, step.flags | m.MS_BIND)
-        for prop in step.propagation:
-            m.mount(None, dest, None, prop)
+            with _Pinned(rootfs, dest) as target:
+                try:
+                    m.mount(step.source or step.fstype, target, step.fstype, step.flags,
+                            step.data)
+                except PermissionError:
+                    if step.fstype != "sysfs" or newnet:
+                        raise
+                    # sysfs cannot be mounted in the host's network namespace: bind it
+                    m.mount("/sys", target, None, m.MS_BIND | m.MS_REC)
+                    with _Pinned(rootfs, dest) as top:
+                        _remount(top, step.flags | m.MS_BIND)
+        if step.propagation:
+            with _Pinned(rootfs, dest) as top:
+                for prop in step.propagation:
+                    m.mount(None, top, None, prop)
 
 
 def _bind(rootfs: str, dest: str, step: MountStep) -> None:
     source = step.source or ""
     make_mountpoint(rootfs, dest, os.path.isdir(source))
-    m.mount(source, dest, None, step.flags & (m.MS_BIND | m.MS_REC))
+    with _Pinned(rootfs, dest) as target:
+        m.mount(source, target, None, step.flags & (m.MS_BIND | m.MS_REC))
     extra = step.flags & ~(m.MS_BIND | m.MS_REC | m.MS_REMOUNT)
     if extra:
-        _remount(dest, extra | m.MS_BIND)
+        with _Pinned(rootfs, dest) as top:
+            _remount(top, extra | m.MS_BIND)
 
 
 def _remount(dest: str, flags: int) -> None:
