@@ -1,0 +1,1 @@
+"""Volumes: the local driver (store, references, driver-option mounts) and copy-up."""
