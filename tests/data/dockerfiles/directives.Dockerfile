@@ -1,0 +1,7 @@
+# syntax=docker/dockerfile:1
+# check=skip=all
+# unknown=ignored
+FROM busybox:dyk
+# escape=`
+RUN echo \
+  x

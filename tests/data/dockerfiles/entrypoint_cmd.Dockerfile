@@ -1,0 +1,3 @@
+FROM busybox:dyk
+CMD ["default"]
+ENTRYPOINT ["/bin/echo"]

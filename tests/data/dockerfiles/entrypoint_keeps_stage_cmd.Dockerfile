@@ -1,0 +1,4 @@
+FROM busybox:dyk
+ENTRYPOINT ["/old"]
+CMD ["arg"]
+ENTRYPOINT /bin/echo shell

@@ -1,0 +1,2 @@
+FROM busybox:dyk
+COPY onlyone

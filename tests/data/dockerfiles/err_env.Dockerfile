@@ -1,0 +1,2 @@
+FROM busybox:dyk
+ENV A=1 B

@@ -1,0 +1,2 @@
+FROM busybox:dyk
+EXPOSE 80/tcp abc

@@ -1,0 +1,2 @@
+FROM busybox:dyk
+HEALTHCHECK --interval=xyz CMD true

@@ -1,0 +1,3 @@
+FROM busybox:dyk
+RUN <<EOT
+echo never ends

@@ -1,0 +1,3 @@
+# nothing before FROM but comments and ARGs
+ARG X=1
+RUN echo hi

@@ -1,0 +1,2 @@
+FROM busybox:dyk
+ONBUILD ONBUILD RUN x
