@@ -1,0 +1,259 @@
+"""The Engine API calls Compose makes, over the CLI's client (dockyard.client):
+the project's containers by label, networks and volumes with their compose labels,
+images, container create/start/stop/remove. No engine code: this works against any
+daemon speaking the Docker Engine API (a remote one, or dockerd).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from dockyard.compose import convert
+from dockyard.compose.errors import ComposeError
+from dockyard.compose.model import Project
+from dockyard.errors import DockyardError, NotFound
+
+if TYPE_CHECKING:
+    from dockyard.client.api import Client
+
+
+def missing_route(e: DockyardError) -> bool:
+    """A 404 for an endpoint the daemon does not have (not for a missing object)."""
+    text = str(e).lower()
+    return isinstance(e, NotFound) and ("404: not found" in text or "page not found" in text
+                                        or text.strip() == "not found")
+
+
+class Backend:
+    """One per command; thread-safe (a client per thread, the API is stateless)."""
+
+    def __init__(self, host: str | None, out: Any = None) -> None:
+        self.host = host
+        self.out = out or sys.stderr
+        self._local = threading.local()
+        self._version: str | None = None
+        self._print_lock = threading.Lock()
+
+    @property
+    def client(self) -> Client:
+        c = getattr(self._local, "client", None)
+        if c is None:
+            from dockyard.client.api import Client
+
+            c = Client(self.host, version=self._version)
+            if self._version is None:  # negotiated once, for every thread's client
+                self._version = c.api_version
+            self._local.client = c
+        return c
+
+    def status(self, text: str) -> None:
+        """A progress line on stderr, like docker compose's plain progress output."""
+        with self._print_lock:
+            print(text, file=self.out, flush=True)
+
+    # -- containers -------------------------------------------------------------------------
+    def containers(self, project: str, all: bool = True, oneoff: bool | None = False,
+                   services: list[str] | None = None) -> list[dict[str, Any]]:
+        labels = [f"{convert.PROJECT}={project}"]
+        if oneoff is not None:
+            labels.append(f"{convert.ONEOFF}={'True' if oneoff else 'False'}")
+        found = self.client.get("/containers/json", params={
+            "all": all, "filters": {"label": labels}})
+        if services:
+            found = [c for c in found if (c.get("Labels") or {}).get(convert.SERVICE)
+                     in services]
+        return sorted(found, key=lambda c: ((c.get("Labels") or {}).get(convert.SERVICE, ""),
+                                            _num(c)))
+
+    def projects(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for c in self.client.get("/containers/json", params={
+                "all": True, "filters": {"label": [convert.PROJECT]}}):
+            out.setdefault(c["Labels"][convert.PROJECT], []).append(c)
+        return out
+
+    def inspect(self, cid: str) -> dict[str, Any]:
+        return self.client.get(f"/containers/{cid}/json")
+
+    def create(self, project: Project, name: str, svc: dict[str, Any], number: int,
+               image_id: str, cname: str = "", oneoff: bool = False,
+               body: dict[str, Any] | None = None) -> str:
+        if body is None:
+            body = convert.create_body(project, name, svc, number, image_id, oneoff,
+                                       self.service_container)
+        cname = cname or convert.container_name(project, name, svc, number)
+        resp = self.client.post("/containers/create", params={"name": cname}, body=body)
+        cid = resp["Id"]
+        files = convert.injected_files(project, svc, f"services.{name}")
+        if files:
+            self.client.put(f"/containers/{cid}/archive", params={"path": "/"},
+                            body=_tar(files), headers={"Content-Type": "application/x-tar"})
+        if not svc.get("network_mode"):
+            for net, epc in convert.extra_networks(project, name, svc):
+                self.client.post(f"/networks/{net}/connect",
+                                 body={"Container": cid, "EndpointConfig": epc})
+        return cid
+
+    def service_container(self, service: str) -> str:
+        """network_mode / volumes_from `service:x`: the id of x's first container."""
+        project = getattr(self, "project_name", "")
+        found = self.containers(project, services=[service])
+        if not found:
+            raise ComposeError(f"service {service!r} has no container")
+        return found[0]["Id"]
+
+    def start(self, cid: str) -> None:
+        self.client.post(f"/containers/{cid}/start")
+
+    def stop(self, cid: str, timeout: int | None) -> None:
+        self.client.post(f"/containers/{cid}/stop", params={"t": timeout})
+
+    def remove(self, cid: str, force: bool = True, volumes: bool = False) -> None:
+        try:
+            self.client.delete(f"/containers/{cid}", params={"force": force, "v": volumes})
+        except NotFound:
+            pass
+
+    def rename(self, cid: str, name: str) -> None:
+        self.client.post(f"/containers/{cid}/rename", params={"name": name})
+
+    # -- images -----------------------------------------------------------------------------
+    def image_id(self, ref: str) -> str | None:
+        try:
+            return self.client.get(f"/images/{ref}/json")["Id"]
+        except NotFound:
+            return None
+
+    def pull(self, ref: str, quiet: bool = True) -> None:
+        import os
+
+        from dockyard.client.auth import registry_auth_header
+        from dockyard.client.progress import display
+        from dockyard.client.reference import split
+
+        repo, tag, digest = split(ref)
+        name, tag = repo, (digest or tag or "latest")
+        config_dir = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+        auth = registry_auth_header(config_dir, ref)
+        headers = {"X-Registry-Auth": auth} if auth else {}
+        display(self.client.stream_json("POST", "/images/create",
+                                        params={"fromImage": name, "tag": tag},
+                                        headers=headers), None if quiet else self.out)
+
+    # -- networks and volumes ---------------------------------------------------------------
+    def ensure_network(self, project: Project, key: str) -> None:
+        spec = project.networks[key]
+        name = project.network_name(key)
+        try:
+            info = self.client.get(f"/networks/{name}")
+        except NotFound as e:
+            if missing_route(e):
+                raise ComposeError(f"network {name}: the daemon has no networks API "
+                                   "(needs /networks, issue 5)") from None
+            info = None
+        if spec.get("external"):
+            if info is None:
+                raise ComposeError(f"network {name} declared as external, but could not "
+                                   "be found")
+            return
+        if info is not None:
+            labels = info.get("Labels") or {}
+            if labels.get(convert.PROJECT) not in (None, project.name):
+                self.status(f"WARN[0000] a network with name {name} exists but was not "
+                            f"created for project \"{project.name}\"")
+            return
+        body: dict[str, Any] = {
+            "Name": name, "Driver": spec.get("driver") or "bridge",
+            "Options": spec.get("driver_opts") or {}, "Internal": bool(spec.get("internal")),
+            "Attachable": bool(spec.get("attachable")),
+            "EnableIPv6": bool(spec.get("enable_ipv6")), "CheckDuplicate": True,
+            "Labels": {**(spec.get("labels") or {}), convert.PROJECT: project.name,
+                       convert.NETWORK: key, convert.VERSION: convert.COMPOSE_VERSION},
+        }
+        ipam = spec.get("ipam")
+        if ipam:
+            body["IPAM"] = {"Driver": ipam.get("driver") or "default",
+                            "Options": ipam.get("options") or {},
+                            "Config": [{"Subnet": c.get("subnet", ""),
+                                        "Gateway": c.get("gateway", ""),
+                                        "IPRange": c.get("ip_range", "")}
+                                       for c in ipam.get("config") or []]}
+        self.status(f" Network {name}  Creating")
+        self.client.post("/networks/create", body=body)
+        self.status(f" Network {name}  Created")
+
+    def ensure_volume(self, project: Project, key: str) -> None:
+        spec = project.volumes[key]
+        name = project.volume_name(key)
+        try:
+            self.client.get(f"/volumes/{name}")
+            return
+        except NotFound as e:
+            if missing_route(e):
+                raise ComposeError(f"volume {name}: the daemon has no volumes API "
+                                   "(needs /volumes, issue 6)") from None
+        if spec.get("external"):
+            raise ComposeError(f"external volume \"{name}\" not found")
+        self.status(f" Volume \"{name}\"  Creating")
+        self.client.post("/volumes/create", body={
+            "Name": name, "Driver": spec.get("driver") or "local",
+            "DriverOpts": {k: str(v) for k, v in (spec.get("driver_opts") or {}).items()},
+            "Labels": {**(spec.get("labels") or {}), convert.PROJECT: project.name,
+                       convert.VOLUME: key, convert.VERSION: convert.COMPOSE_VERSION}})
+        self.status(f" Volume \"{name}\"  Created")
+
+    def project_networks(self, project: str) -> list[dict[str, Any]]:
+        try:
+            return self.client.get("/networks", params={
+                "filters": {"label": [f"{convert.PROJECT}={project}"]}})
+        except NotFound as e:
+            if missing_route(e):
+                return []
+            raise
+
+    def project_volumes(self, project: str) -> list[dict[str, Any]]:
+        try:
+            resp = self.client.get("/volumes", params={
+                "filters": {"label": [f"{convert.PROJECT}={project}"]}})
+        except NotFound as e:
+            if missing_route(e):
+                return []
+            raise
+        return resp.get("Volumes") or []
+
+
+def _tar(files: list[tuple[str, bytes, int]]) -> bytes:
+    """A tar of files at absolute paths (their directories included), for PUT archive."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    seen: set[str] = set()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for target, data, mode in files:
+            parts = target.strip("/").split("/")
+            for i in range(1, len(parts)):
+                d = "/".join(parts[:i])
+                if d not in seen:
+                    seen.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+            info = tarfile.TarInfo("/".join(parts))
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _num(c: dict[str, Any]) -> int:
+    try:
+        return int((c.get("Labels") or {}).get(convert.NUMBER) or 0)
+    except ValueError:
+        return 0
+
+
+def short_name(c: dict[str, Any]) -> str:
+    names = c.get("Names") or [""]
+    return names[0].lstrip("/")

@@ -1,0 +1,164 @@
+"""Order and convergence: which services come first (depends_on, network_mode and
+volumes_from), cycles reported with their path; the configuration hash docker
+compose puts in com.docker.compose.config-hash; what `up` must do with the
+containers that exist.
+
+The hash, like docker compose's ServiceHash: SHA-256 of the service's JSON
+without build, pull_policy, scale, deploy.replicas, depends_on and profiles
+(what may change without the container being different). Our JSON is our
+canonical form (sorted keys), so the value differs from docker compose's, but it
+has the same meaning: equal when the container would be created the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.compose.errors import ComposeError, where
+from dockyard.compose.model import Project
+
+
+def dependencies(svc: dict[str, Any]) -> list[str]:
+    deps = list(svc.get("depends_on") or {})
+    mode = svc.get("network_mode") or ""
+    for ref in [mode] + [str(v) for v in svc.get("volumes_from") or []]:
+        if ref.startswith("service:"):
+            deps.append(ref.split(":")[1])
+    for link in svc.get("links") or []:
+        deps.append(link.split(":")[0])
+    return list(dict.fromkeys(deps))
+
+
+def check_cycles(project: Project) -> None:
+    services = {**project.services, **project.disabled}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(name: str, chain: list[str]) -> None:
+        if state.get(name) == 2 or name not in services:
+            return
+        if state.get(name) == 1:
+            cycle = chain[chain.index(name):] + [name]
+            file = project.sources.get(cycle[0], "")
+            raise ComposeError(f"{where(file, f'services.{cycle[0]}.depends_on')}: "
+                               f"dependency cycle detected: {' -> '.join(cycle)}")
+        state[name] = 1
+        for dep in dependencies(services[name]):
+            visit(dep, chain + [name])
+        state[name] = 2
+
+    for name in services:
+        visit(name, [])
+
+
+def levels(project: Project, names: list[str] | None = None) -> list[list[str]]:
+    """Services in dependency order, as groups that may run concurrently (each group
+    depends only on earlier ones). `names` limits to those and their dependencies."""
+    check_cycles(project)
+    services = project.services
+    wanted = set(services) if names is None else with_dependencies(project, names)
+    remaining = {n: {d for d in dependencies(services[n]) if d in wanted}
+                 for n in services if n in wanted}
+    out: list[list[str]] = []
+    while remaining:
+        ready = sorted(n for n, deps in remaining.items() if not deps)
+        out.append(ready)
+        for n in ready:
+            del remaining[n]
+        for deps in remaining.values():
+            deps.difference_update(ready)
+    return out
+
+
+def with_dependencies(project: Project, names: list[str]) -> set[str]:
+    out: set[str] = set()
+    todo = list(names)
+    while todo:
+        n = todo.pop()
+        if n in out:
+            continue
+        project.service(n)
+        out.add(n)
+        todo.extend(d for d in dependencies(project.services[n]) if d in project.services)
+    return out
+
+
+def dependents(project: Project, name: str) -> list[str]:
+    return [n for n, s in project.services.items() if name in dependencies(s)]
+
+
+def config_hash(svc: dict[str, Any]) -> str:
+    s = copy.deepcopy(svc)
+    for key in ("build", "pull_policy", "scale", "depends_on", "profiles"):
+        s.pop(key, None)
+    if isinstance(s.get("deploy"), dict):
+        s["deploy"].pop("replicas", None)
+    data = json.dumps(s, sort_keys=True, separators=(",", ":"), default=str)
+    return sha256_hex(data.encode())
+
+
+def sha256_hex(data: bytes) -> str:
+    """SHA-256 without hashlib's OpenSSL import (tens of milliseconds at every start)."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:
+        from hashlib import sha256
+    return sha256(data).hexdigest()
+
+
+def replicas(svc: dict[str, Any]) -> int:
+    if svc.get("scale") is not None:
+        return int(svc["scale"])
+    deploy = svc.get("deploy") or {}
+    if deploy.get("replicas") is not None:
+        return int(deploy["replicas"])
+    return 1
+
+
+# -- convergence ----------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """For one service: containers to keep (maybe start), recreate, create, remove."""
+    keep: list[dict] = field(default_factory=list)
+    recreate: list[dict] = field(default_factory=list)
+    create: list[int] = field(default_factory=list)     # container numbers
+    remove: list[dict] = field(default_factory=list)
+
+
+def number(container: dict[str, Any]) -> int:
+    try:
+        return int((container.get("Labels") or {}).get("com.docker.compose.container-number")
+                   or 0)
+    except ValueError:
+        return 0
+
+
+def plan_service(svc: dict[str, Any], existing: list[dict[str, Any]], want: int,
+                 image_id: str | None, force: bool = False,
+                 no_recreate: bool = False) -> Plan:
+    """Decide from the containers' labels (GET /containers/json summaries)."""
+    plan = Plan()
+    digest = config_hash(svc)
+    current = sorted(existing, key=number)
+    # scale down: the highest numbers go first (docker compose removes the newest)
+    for c in current[want:]:
+        plan.remove.append(c)
+    for c in current[:want]:
+        labels = c.get("Labels") or {}
+        changed = labels.get("com.docker.compose.config-hash") != digest
+        image_changed = bool(image_id) and labels.get("com.docker.compose.image") not in (
+            None, "", image_id)
+        if not no_recreate and (force or changed or image_changed):
+            plan.recreate.append(c)
+        else:
+            plan.keep.append(c)
+    taken = {number(c) for c in current[:want]}
+    n = 1
+    while len(taken) + len(plan.create) < want:
+        if n not in taken:
+            plan.create.append(n)
+        n += 1
+    return plan
