@@ -206,7 +206,10 @@ class DaemonPeers:
         problems: list[str] = []
         if self.ours is not None:
             if self.ours.proc.poll() is None:
-                self.remove_all("ours")
+                try:  # a failure here must not leave both daemons running
+                    self.remove_all("ours")
+                except Exception as e:  # noqa: BLE001 - reported below, after the stops
+                    problems.append(f"dockyard: removing containers: {e}")
             problems += [f"dockyard: {p}" for p in self.ours.stop()]
             self.ours = None
         if self.dockerd is not None:
