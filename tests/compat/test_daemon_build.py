@@ -189,9 +189,19 @@ def test_dockerfile_error_names_the_line(docker: DockerCLI, busybox: str,
 def test_failing_run_reports_its_code(docker: DockerCLI, busybox: str, workdir: Path) -> None:
     ctx = _context(workdir / "fail", {"Dockerfile": "FROM busybox:dyk\nRUN echo out; exit 3\n"})
     r = _build(docker, ctx, check=False)
-    assert r.returncode != 0
+    assert r.returncode == 3  # the docker CLI exits with errorDetail's code
     assert "out" in r.stdout
     assert "The command '/bin/sh -c echo out; exit 3' returned a non-zero code: 3" in r.stderr
+    status, _, body = http_request(docker_sock(docker), "POST", "/build?forcerm=1",
+                                   _tar_of(ctx), {"Content-Type": "application/x-tar"})
+    last = json.loads(body.splitlines()[-1])
+    assert status == 200 and last["errorDetail"] == {
+        "code": 3, "message": "The command '/bin/sh -c echo out; exit 3' returned a "
+                              "non-zero code: 3"}
+    ours = subprocess.run([sys.executable, "-m", "dockyard.cli.main", "-H",
+                           docker.env["DOCKER_HOST"], "build", "--force-rm", str(ctx)],
+                          capture_output=True, timeout=180, check=False)
+    assert ours.returncode == 3 and b"returned a non-zero code: 3" in ours.stderr
 
 
 def docker_sock(docker: DockerCLI) -> str:
@@ -632,3 +642,254 @@ def test_run_steps_do_not_probe_health(docker: DockerCLI, busybox: str, workdir:
     assert r.returncode == 1  # no probe ran in the RUN container (its layer would have it)
     assert _config(docker, image)["Healthcheck"]["Test"] == ["CMD-SHELL", "touch /probed"]
     _rmi(docker, image)
+
+
+# -- secrets, platforms, cancellation, --cache-from, --link, prune and df ------------------------
+
+SECRET = b"s3cret-V4lue-9f2c"
+
+
+def _layer_blobs(docker: DockerCLI, image: str, workdir: Path) -> list[bytes]:
+    """Every file of `docker save` of `image`, layers decompressed."""
+    import gzip
+
+    out = workdir / "saved.tar"
+    docker("save", "-o", str(out), image)
+    blobs = []
+    with tarfile.open(out) as tar:
+        for m in tar.getmembers():
+            if not m.isfile():
+                continue
+            data = tar.extractfile(m).read()  # type: ignore[union-attr]
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            blobs.append(data)
+    out.unlink()
+    return blobs
+
+
+def test_run_secret_mounts(daemon: Daemon, docker: DockerCLI, busybox: str,
+                           workdir: Path) -> None:
+    df = ("FROM busybox:dyk\n"
+          "COPY . /ctx/\n"
+          "RUN --mount=type=secret,id=tok test \"$(md5sum < /run/secrets/tok)\" = "
+          f"\"{hashlib.md5(SECRET).hexdigest()}  -\" && ls -ln /run/secrets/tok > /mode\n"
+          "RUN --mount=type=secret,id=tok,target=/etc/tok.txt,mode=0440,uid=1000,gid=50 "
+          "ls -ln /etc/tok.txt > /mode2\n"
+          "RUN --mount=type=secret,id=fromenv cat /run/secrets/fromenv > /dev/null "
+          "&& echo env-ok > /env-ok\n"
+          "RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent\n")
+    ctx = _context(workdir / "secret", {"Dockerfile": df, "plain.txt": "p\n"})
+    secret_file = workdir / "secret.txt"
+    secret_file.write_bytes(SECRET)
+    env = {**os.environ, "MYTOK": "from-the-env"}
+
+    def build(*extra: str, check: bool = True) -> subprocess.CompletedProcess:
+        r = subprocess.run([sys.executable, "-m", "dockyard.cli.main", "-H",
+                            f"unix://{daemon.sock}", "build", "--progress=plain", "--force-rm",
+                            *extra, str(ctx)], capture_output=True, timeout=180, check=False,
+                           env=env)
+        r.stdout, r.stderr = r.stdout.decode(), r.stderr.decode()  # type: ignore[assignment]
+        if check:
+            assert r.returncode == 0, r.stdout + r.stderr
+        return r
+
+    build("--secret", f"id=tok,src={secret_file}", "--secret", "id=fromenv,env=MYTOK",
+          "-t", "secret:1")
+    image = "secret:1"
+    run = docker("run", "--rm", image, "sh", "-c",
+                 "cat /mode /mode2 /env-ok; ls -a /ctx; ls /run/secrets 2>&1; "
+                 "test -e /etc/tok.txt && echo LEFT; true").stdout
+    assert "-r--------" in run and " 0 " in run  # 0400, root
+    assert "-r--r-----" in run and "1000" in run and "50" in run
+    assert "env-ok" in run and "plain.txt" in run
+    assert ".dockyard.secrets" not in run and "LEFT" not in run
+    for blob in _layer_blobs(docker, image, workdir):
+        assert SECRET not in blob and b"from-the-env" not in blob
+        if blob[257:262] == b"ustar":  # a layer: no mount stub, no secret channel
+            with tarfile.open(fileobj=io.BytesIO(blob)) as layer:
+                names = [n.rstrip("/") for n in layer.getnames()]
+            assert not any(n.startswith(("run/secrets", "etc/tok.txt")) or
+                           ".dockyard.secrets" in n for n in names), names
+    history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+    assert SECRET.decode() not in history
+    inspect = docker("image", "inspect", image).stdout
+    assert "from-the-env" not in inspect
+    # BuildKit's rule: the secret's content is not in the cache key
+    secret_file.write_bytes(b"another value")
+    again = build("--secret", f"id=tok,src={secret_file}", "--secret", "id=fromenv,env=MYTOK")
+    assert again.stdout.count("Using cache") == 5, again.stdout
+    # a required secret that was not sent: an error at its line
+    ctx2 = _context(workdir / "secret-req", {
+        "Dockerfile": "FROM busybox:dyk\nRUN echo x\n"
+                      "RUN --mount=type=secret,id=nope,required true\n"})
+    r = _build(docker, ctx2, check=False)
+    assert r.returncode != 0 and "Dockerfile:3: secret nope not found" in r.stderr
+    _rmi(docker, image)
+
+
+def test_secret_channel_is_reserved(daemon: Daemon, busybox: str, workdir: Path) -> None:
+    ctx = _context(workdir / "secret-reserved", {"Dockerfile": "FROM busybox:dyk\n",
+                                                 ".dockyard.secrets/x": "no"})
+    r = _dockyard(daemon, "build", str(ctx), check=False)
+    assert r.returncode != 0 and "reserved" in r.stderr
+
+
+def test_platform(docker: DockerCLI, busybox: str, workdir: Path) -> None:
+    from dockyard.image import formats
+
+    os_, arch, _ = formats.host_platform()
+    host = f"{os_}/{arch}"
+    other = "linux/arm64" if arch != "arm64" else "linux/amd64"
+    ok = _context(workdir / "plat-ok", {"Dockerfile": (
+        f"FROM --platform={host} busybox:dyk AS a\n"
+        "FROM --platform=$BUILDPLATFORM busybox:dyk AS b\n"
+        "FROM --platform=$TARGETPLATFORM busybox:dyk\nRUN echo ok\n")})
+    image = _image_id(_build(docker, ok, "--platform", host))
+    bad = _context(workdir / "plat-bad", {"Dockerfile": (
+        "FROM busybox:dyk\nRUN true\n"
+        f"FROM --platform={other} busybox:dyk\n")})
+    r = _build(docker, bad, check=False)
+    assert r.returncode != 0
+    assert f"Dockerfile:3: dockyard builds for {host} only: platform '{other}'" in r.stderr
+    r = _build(docker, ok, "--platform", other, check=False)
+    assert r.returncode != 0 and f"dockyard builds for {host} only" in r.stderr
+    _rmi(docker, image)
+
+
+def test_client_going_away_cancels_the_build(daemon: Daemon, docker: DockerCLI, busybox: str,
+                                             workdir: Path) -> None:
+    ctx = _context(workdir / "cancel", {"Dockerfile": "FROM busybox:dyk\n"
+                                                      "RUN echo begin-$((1+1)); sleep 60\n"
+                                                      "RUN echo never\n"})
+    proc = subprocess.Popen([sys.executable, "-m", "dockyard.cli.main", "-H",
+                             f"unix://{daemon.sock}", "build", "--progress=plain", "-t",
+                             "cancel:1", str(ctx)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b"begin-2" not in seen and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert b"Running in" in seen, seen
+    finally:
+        proc.kill()
+        proc.wait()
+    t0 = time.monotonic()
+    while docker("ps", "-aq").stdout.strip() and time.monotonic() - t0 < 20:
+        time.sleep(0.2)
+    assert not docker("ps", "-aq").stdout.strip(), "the step's container was left"
+    assert time.monotonic() - t0 < 20
+    assert docker("image", "inspect", "cancel:1", check=False).returncode != 0
+
+
+def test_cache_from_a_loaded_image(docker: DockerCLI, busybox: str, workdir: Path,
+                                   tmp_path: Path) -> None:
+    df = ("FROM busybox:dyk\nRUN echo a > /a\nCOPY f.txt /f.txt\nENV X=1\n"
+          "RUN echo b > /b\nCMD [\"cat\", \"/b\"]\n")
+    ctx = _context(workdir / "cachefrom", {"Dockerfile": df, "f.txt": "file\n"})
+    first = _image_id(_build(docker, ctx, "-t", "cf:1"))
+    saved = tmp_path / "cf.tar"
+    docker("save", "-o", str(saved), "busybox:dyk", "cf:1")
+    _rmi(docker, "cf:1")
+    d = Daemon(tmp_path, "--exec-root", str(tmp_path / "exec"))  # a fresh daemon
+    try:
+        cli = DockerCLI(d, tmp_path)
+        cli.env["DOCKER_BUILDKIT"] = "0"
+        cli("load", "-i", str(saved))
+        r = _build(cli, ctx, "--cache-from", "cf:1")
+        assert r.stdout.count("Using cache") == 5, r.stdout
+        assert "Running in" not in r.stdout
+        assert _image_id(r) == first[:12] or first.startswith(_image_id(r))
+        assert cli("run", "--rm", "cf:1").stdout == "b\n"
+        # a changed step misses, and everything after it
+        (ctx / "f.txt").write_text("changed\n")
+        r = _build(cli, ctx, "--cache-from", "cf:1")
+        assert r.stdout.count("Using cache") == 1, r.stdout
+        (ctx / "f.txt").write_text("file\n")
+        cli("rmi", "-f", _image_id(r), "cf:1", check=False)
+    finally:
+        monitor_pid = _read_pid(tmp_path / "exec" / "monitor.pid")
+        ids = os.listdir(os.path.join(d.data_root, "containers"))
+        assert d.stop() == 0
+        _check_nothing_left(tmp_path, monitor_pid, ids)
+
+
+def test_copy_link_cache_ignores_the_layers_below(docker: DockerCLI, busybox: str,
+                                                  workdir: Path) -> None:
+    ctx = _context(workdir / "link", {"a.txt": "a\n", "Dockerfile": (
+        "FROM busybox:dyk\nRUN echo one > /one\nCOPY --link a.txt /data/\n"
+        "COPY a.txt /plain/\n")})
+    first = _image_id(_build(docker, ctx))
+    (ctx / "Dockerfile").write_text("FROM busybox:dyk\nRUN echo two > /two\n"
+                                    "COPY --link a.txt /data/\nCOPY a.txt /plain/\n")
+    r = _build(docker, ctx)
+    steps = r.stdout.split("Step ")
+    assert "Using cache" in steps[3] and "Using cache" not in steps[2]  # --link: a hit
+    assert "Using cache" not in steps[4]  # a plain COPY on a new parent: a miss
+    image = _image_id(r)
+    out = docker("run", "--rm", image, "sh", "-c", "cat /data/a.txt /plain/a.txt /two; "
+                                                   "test -e /one || echo no-one").stdout
+    assert out == "a\na\ntwo\nno-one\n"
+    _rmi(docker, image, first)
+
+
+def test_copy_parents(docker: DockerCLI, busybox: str, workdir: Path) -> None:
+    ctx = _context(workdir / "parents", {
+        "src/a/m.txt": "a\n", "src/b/m.txt": "b\n", "src/b/other.txt": "o\n",
+        "base/keep/k.txt": "k\n", "Dockerfile": (
+            "FROM busybox:dyk\nCOPY --parents src/*/m.txt /out/\n"
+            "COPY --parents ./base/./keep/k.txt /piv/\n")})
+    image = _image_id(_build(docker, ctx))
+    out = docker("run", "--rm", image, "find", "/out", "/piv", "-type", "f").stdout.split()
+    assert sorted(out) == ["/out/src/a/m.txt", "/out/src/b/m.txt", "/piv/keep/k.txt"]
+    _rmi(docker, image)
+
+
+def test_builder_prune_options_and_df(daemon: Daemon, docker: DockerCLI, busybox: str,
+                                      workdir: Path) -> None:
+    kept = _context(workdir / "prune-kept", {"Dockerfile": "FROM busybox:dyk\n"
+                                                           "RUN echo kept > /k\n"})
+    _build(docker, kept, "-t", "kept:1")
+    gone = _context(workdir / "prune-gone", {"Dockerfile": "FROM busybox:dyk\n"
+                                                           "RUN head -c 300000 /dev/urandom "
+                                                           "> /blob\n"})
+    dangling = _image_id(_build(docker, gone))  # untagged: its cache is dangling
+    status, _, body = http_request(daemon.sock, "GET", "/system/df")
+    cache = json.loads(body)["BuildCache"]
+    assert status == 200 and any(c["Type"] == "regular" and c["Shared"] for c in cache)
+    assert all({"ID", "Type", "Size", "InUse", "Shared", "CreatedAt", "LastUsedAt"} <= set(c)
+               for c in cache)
+    table = _dockyard(daemon, "system", "df").stdout
+    assert "Build Cache" in table
+    assert "CACHE TYPE" in _dockyard(daemon, "system", "df", "-v").stdout
+    verbose = docker("system", "df", "-v").stdout  # the docker CLI reads our records
+    assert "Build cache usage" in verbose and "regular" in verbose
+    assert "Build Cache" in docker("system", "df").stdout
+    r = docker("builder", "prune", "-f", "--filter", "until=24h", "--keep-storage", "10MB")
+    assert "Total reclaimed space: 0B" in r.stdout
+    r = _dockyard(daemon, "builder", "prune", "-f", "--filter", "until=24h")
+    assert "Total reclaimed space: 0B" in r.stdout  # nothing is a day old
+    r = _dockyard(daemon, "builder", "prune", "-f", "--keep-storage", "1GB")
+    assert "Total reclaimed space: 0B" in r.stdout  # all of it fits
+    r = _dockyard(daemon, "builder", "prune", "-f")  # the dangling cache only
+    assert "Deleted build cache objects:" in r.stdout
+    assert "Total reclaimed space: 0B" not in r.stdout
+    assert "Using cache" in _build(docker, kept).stdout  # shared with kept:1: kept
+    assert docker("image", "inspect", dangling, check=False).returncode != 0  # removed
+    status, _, body = http_request(daemon.sock, "POST",
+                                   "/build/prune?all=1&filters=%7B%22until%22%3A%5B%2224h"
+                                   "%22%5D%7D")
+    assert status == 200 and json.loads(body)["CachesDeleted"] is None
+    status, _, body = http_request(daemon.sock, "POST", "/build/prune?all=1")
+    doc = json.loads(body)
+    assert status == 200 and doc["CachesDeleted"] and "SpaceReclaimed" in doc
+    assert "Using cache" not in _build(docker, kept).stdout
+    status, _, _ = http_request(daemon.sock, "POST",
+                                "/build/prune?filters=%7B%22until%22%3A%5B%22soon%22%5D%7D")
+    assert status == 400
+    _rmi(docker, "kept:1")

@@ -4,8 +4,18 @@ and POST /build/prune.
 The body is the context tar (optionally compressed); the options are query
 parameters. Progress is docker's JSON stream: {"stream": "Step 1/5 : ..."},
 {"aux": {"ID": ...}}, and errors after the first message as {"errorDetail",
-"error"}; an error before it (a Dockerfile that does not parse, a bad tag) is
-a plain 400.
+"error"}; an error before it (a Dockerfile that does not parse, a bad tag, a
+platform other than the host's) is a plain 400. A failed RUN's errorDetail
+carries its exit code ({"code": 3, "message": "The command '...' returned a
+non-zero code: 3"}), which the docker CLI exits with.
+
+Secrets: the legacy API has no secret channel, so ours travels in the context
+tar: each secret is the file .dockyard.secrets/<hex of its id> at the top of the
+tar; the daemon takes that directory out of the context before anything else
+sees it (build/context.py) and only RUN --mount=type=secret reads it.
+
+A client that goes away (the connection closes) cancels the build: the running
+step's container is killed and removed, nothing more is committed or tagged.
 """
 
 from __future__ import annotations
@@ -88,6 +98,15 @@ def options(request: web.Request) -> Any:
     labels = _json_param(request, "labels", dict)
     cache_from = _json_param(request, "cachefrom", list)
     extra = [h for value in q.getall("extrahosts", []) for h in value.split(",") if h]
+    platform = q.get("platform", "")
+    if platform:
+        from dockyard.build.parser import DockerfileError
+        from dockyard.build.stages import check_platform
+
+        try:
+            check_platform(platform)
+        except DockerfileError as e:
+            raise InvalidArgument(e.message) from None
     remote = q.get("remote", "")
     if remote:
         from dockyard.build.git import check_git_url, is_git_url
@@ -113,7 +132,7 @@ def options(request: web.Request) -> Any:
         cpu_period=query_int(request, "cpuperiod", 0) or 0,
         cpu_quota=query_int(request, "cpuquota", 0) or 0,
         cpuset_cpus=q.get("cpusetcpus", ""), cpuset_mems=q.get("cpusetmems", ""),
-        platform=q.get("platform", ""), remote=remote)
+        platform=platform, remote=remote)
 
 
 def _registry_config(request: web.Request) -> dict[str, tuple[str, str]]:
@@ -141,9 +160,13 @@ def _registry_config(request: web.Request) -> dict[str, tuple[str, str]]:
 
 
 async def build(request: web.Request) -> web.StreamResponse:
+    from dockyard.build.run import Cancelled, RunFailed
+
     opts = options(request)
     builder = await asyncio.to_thread(_builder, request)
     body = body_reader(request)
+    cancel = threading.Event()
+    opts.cancel = cancel
 
     def work(emit: Callable[[dict], None]) -> None:
         try:
@@ -151,26 +174,70 @@ async def build(request: web.Request) -> web.StreamResponse:
                 builder.build_remote(opts.remote, opts, emit)
             else:
                 builder.build(body, opts, emit)
+        except Cancelled:
+            if not cancel.is_set():
+                raise
+            # nobody is listening any more
+        except RunFailed as e:
+            # docker's legacy builder: the step's exit code in errorDetail, which the
+            # docker CLI exits with
+            emit({"errorDetail": {"code": e.code, "message": str(e)}, "error": str(e)})
         finally:
-            while body.read(1 << 20):  # the rest of the context, so the client sees the answer
-                pass
+            if not cancel.is_set():
+                try:
+                    while body.read(1 << 20):  # the rest of the context: the client
+                        pass  # sees the answer
+                except (OSError, DockyardError):
+                    pass
 
-    return await json_stream(request, work)
+    async def watch() -> None:
+        """A client that goes away cancels the build (as dockerd does)."""
+        while True:
+            await asyncio.sleep(0.2)
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                cancel.set()
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await json_stream(request, work)
+    finally:
+        watcher.cancel()
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            cancel.set()
 
 
 async def prune(request: web.Request) -> web.Response:
+    """POST /build/prune: all, filters (until / unused-for, id, type, description),
+    keep-storage (reserved-space, its newer name)."""
     filters = query_filters(request)
     for key in filters:
-        if key not in ("until", "id", "parent", "type", "description", "inuse", "shared",
-                       "private", "unused-for"):
+        if key not in ("until", "unused-for", "id", "type", "description"):
             raise InvalidArgument(f"invalid filter {key!r}")
-    keep_storage = query_int(request, "keep-storage", 0) or 0
+    from dockyard.build.executor import parse_duration
+
+    for key in ("until", "unused-for"):
+        for value in filters.get(key, []):
+            parse_duration(value)  # 400 for a bad one
+    keep_storage = query_int(request, "keep-storage", 0) or \
+        query_int(request, "reserved-space", 0) or 0
     builder = await asyncio.to_thread(_builder, request)
     api = backend(request)
 
     def work() -> tuple[list[str], int]:
         with api.write_lock:
-            return builder.prune(query_bool(request, "all"), keep_storage)
+            return builder.prune(query_bool(request, "all"), keep_storage, filters)
 
     deleted, space = await asyncio.to_thread(work)
     return json_response({"CachesDeleted": deleted or None, "SpaceReclaimed": space})
+
+
+def cache_usage(request: web.Request) -> list[dict]:
+    """The BuildCache records of GET /system/df (called in a worker thread)."""
+    try:
+        builder = _builder(request)
+    except DockyardError:
+        return []
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in builder.usage()]

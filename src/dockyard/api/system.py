@@ -239,4 +239,8 @@ async def disk_usage(request: web.Request) -> web.Response:
     api = backend(request)
     if api.containers is None:
         raise DockyardError("the container engine is not available")
-    return json_response(await asyncio.to_thread(usage, api.containers))
+    from dockyard.api.build import cache_usage
+
+    doc = await asyncio.to_thread(usage, api.containers)
+    doc["BuildCache"] = await asyncio.to_thread(cache_usage, request)
+    return json_response(doc)

@@ -8,6 +8,13 @@ instruction, including those that only change the config (FROM scratch,
 HEALTHCHECK, ONBUILD, ...), goes through a key, so a cached image can never stand
 for a different config (the CVE-2024-24557 class).
 
+COPY/ADD --link (link_key): the key leaves out the parent and the config; it is
+the sources and the instruction plus the questions the copy asked of the image
+below (RecordingView: resolutions, directory checks and lstat metadata of the
+destination's directories) with their answers; the questions are kept per base
+key (link_probes) and replayed against a new parent. RUN --mount=type=secret:
+only the secret's id, target and options are in the key, never its content.
+
 Stored in SQLite at <data-root>/builder/cache.db (WAL), so it survives daemon
 restarts. A record whose image was removed is a miss (and is dropped).
 """
@@ -25,6 +32,10 @@ from collections.abc import Callable
 KEY_VERSION = "dockyard-build-cache-v1"
 
 
+def canonical(doc: object) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
 def step_key(parent: str, instruction: dict, build_args: dict[str, str],
              sources: list[str] | None = None, platform: str = "") -> str:
     """The cache key of one step (a sha256 digest)."""
@@ -32,6 +43,12 @@ def step_key(parent: str, instruction: dict, build_args: dict[str, str],
            "args": sorted(build_args.items()), "sources": sources or [],
            "platform": platform}
     data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def link_key(base: str, asked: list, answers: list) -> str:
+    """COPY --link: the key of its layer given what it asked of the image below."""
+    data = canonical({"v": KEY_VERSION, "link": base, "asked": asked, "answers": answers})
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -47,6 +64,9 @@ class BuildCache:
                          "image_id TEXT NOT NULL, created REAL NOT NULL, "
                          "last_used REAL NOT NULL, size INTEGER NOT NULL DEFAULT 0, "
                          "description TEXT NOT NULL DEFAULT '')")
+        # COPY --link: what a copy asked of the image below (its key covers the answers)
+        self._db.execute("CREATE TABLE IF NOT EXISTS link_probes (key TEXT PRIMARY KEY, "
+                         "asked TEXT NOT NULL)")
 
     def close(self) -> None:
         with self._lock:
@@ -69,6 +89,17 @@ class BuildCache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
                              (key, image_id, now, now, size, description[:200]))
+
+    def get_probes(self, key: str) -> list | None:
+        with self._lock:
+            row = self._db.execute("SELECT asked FROM link_probes WHERE key = ?",
+                                   (key,)).fetchone()
+        return [tuple(x) for x in json.loads(row[0])] if row else None
+
+    def put_probes(self, key: str, asked: list) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO link_probes VALUES (?, ?)",
+                             (key, json.dumps(asked)))
 
     def entries(self) -> list[dict]:
         with self._lock:

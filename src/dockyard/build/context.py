@@ -8,6 +8,15 @@ context is ever written under a path the client chose. Limits: total size,
 entry count, path length (LayerLimits). Paths with `..` are refused; symlinks
 stay symlinks (COPY copies them as links; only their parents are resolved, and
 only inside the context); hard links share their target's data.
+
+Build secrets (`dockyard build --secret`): the legacy API has no secret channel,
+so the client sends each secret as the file SECRETS_DIR/<hex of the id> at the
+top of the context tar. from_stream takes them out of the index before anything
+else sees the context (COPY/ADD, RUN --mount=type=bind and .dockerignore never
+see them; the tar is never unpacked) and keeps their contents in `secrets`
+(id -> bytes), which only RUN --mount=type=secret reads. A context whose
+SECRETS_DIR holds anything but regular files with hex names, or a secret larger
+than MAX_SECRET, is refused.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from dockyard.image.tarreader import (
 from dockyard.image.tarwalk import split_path
 
 MAX_CONTEXT = 8 << 30
+SECRETS_DIR = ".dockyard.secrets"  # reserved: the secret channel, never context material
+MAX_SECRET = 500 * 1024  # BuildKit's limit
 CONTEXT_LIMITS = LayerLimits(max_entries=2_000_000, max_total_bytes=MAX_CONTEXT)
 
 
@@ -75,6 +86,7 @@ class BuildContext:
         self.spool = spool
         self.entries: dict[str, Entry] = {"": Entry("", "dir", 0o755)}
         self.hidden: set[str] = set()  # Dockerfile / .dockerignore when ignored
+        self.secrets: dict[str, bytes] = {}  # id -> content (see the module docstring)
 
     @classmethod
     def from_stream(cls, stream: BinaryIO, tmpdir: str | None = None) -> BuildContext:
@@ -116,6 +128,7 @@ class BuildContext:
                 ctx._add(e)
             reader.drain()
             spool.flush()
+            ctx._take_secrets()
         except BaseException:
             spool.close()
             raise
@@ -137,6 +150,29 @@ class BuildContext:
             self.entries[parent] = Entry(parent, "dir", 0o755, mtime=e.mtime)
             parent = posixpath.dirname(parent)
         self.entries[e.path] = e
+
+    def _take_secrets(self) -> None:
+        """Move SECRETS_DIR out of the index into `secrets`."""
+        if SECRETS_DIR not in self.entries:
+            return
+        prefix = SECRETS_DIR + "/"
+        for path in sorted(p for p in self.entries if p == SECRETS_DIR or p.startswith(prefix)):
+            e = self.entries.pop(path)
+            if path == SECRETS_DIR:
+                if e.kind != "dir":
+                    raise InvalidArgument(f"context: {SECRETS_DIR} is reserved for secrets")
+                continue
+            name = path[len(prefix):]
+            try:
+                ident = bytes.fromhex(name).decode()
+            except ValueError:
+                ident = ""
+            if e.kind != "file" or "/" in name or not ident:
+                raise InvalidArgument(f"context: {SECRETS_DIR} holds something that is not "
+                                      "a secret")
+            if e.size > MAX_SECRET:
+                raise InvalidArgument(f"secret {ident!r} is larger than {MAX_SECRET} bytes")
+            self.secrets[ident] = self.read_file(e)
 
     def close(self) -> None:
         self.spool.close()

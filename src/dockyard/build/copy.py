@@ -90,14 +90,31 @@ def context_sources(ctx: BuildContext, sources: list[str]) -> list[Entry]:
 
 def copy_context(ctx: BuildContext, sources: list[str], dest: str, workdir: str,
                  w: LayerWriter, opts: CopyOptions, scratch: str) -> None:
-    entries = [e for e in context_sources(ctx, sources) if not opts.excluded(e.path)]
+    found: list[tuple[Entry, str]] = []  # (entry, the part of its path --parents keeps)
+    for src in sources:
+        pivot = ""
+        rooted = "/" + src.lstrip("/")
+        while rooted.startswith("/./"):
+            rooted = rooted[2:]
+        if opts.parents and "/./" in rooted:
+            # --parents with a /./ pivot: only what follows it is kept
+            pivot = posixpath.normpath(rooted.split("/./", 1)[0]).strip("/")
+        for e in ctx.lookup(src):
+            if opts.excluded(e.path):
+                continue
+            kept = e.path
+            if pivot:
+                kept = e.path[len(pivot):].lstrip("/") if e.path.startswith(pivot + "/") \
+                    else posixpath.basename(e.path)
+            found.append((e, kept))
+    entries = [e for e, _ in found]
     many = len(entries) > 1 or any(has_meta(s) for s in sources) or opts.parents
     target, as_dir = destination(dest, workdir, w.view, many)
-    for e in entries:
+    for e, kept in found:
         base = target
         if opts.parents:  # the source's directories in the context come along
-            base = posixpath.join(target, posixpath.dirname(e.path)) if e.kind != "dir" \
-                else posixpath.join(target, e.path)
+            base = posixpath.join(target, posixpath.dirname(kept)) if e.kind != "dir" \
+                else posixpath.join(target, kept)
         if e.kind == "dir":
             _context_dir(ctx, e, base, w, opts)
             continue

@@ -24,6 +24,7 @@ from dockyard.build import config as cfgmod
 from dockyard.build import instructions as ins
 from dockyard.build import parser, stages
 from dockyard.build.context import BuildContext
+from dockyard.build.run import Cancelled
 from dockyard.build.steps import StepRunner
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.image import digest as dg
@@ -59,13 +60,12 @@ class BuildOptions:
     registry_auth: dict[str, tuple[str, str]] = field(default_factory=dict)
     # how the API hands credentials to a pull: credentials -> context manager
     with_credentials: Callable[[tuple[str, str] | None], Any] | None = None
+    # set when the client went away: the build stops (the running step's container is
+    # killed and removed, nothing more is committed or tagged)
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 MAX_REMOTE = 1 << 30
-
-
-class Cancelled(DockyardError):
-    status = 400
 
 
 class Build:
@@ -83,6 +83,7 @@ class Build:
         self.results: dict[int, Future] = {}
         self.scratch = tempfile.mkdtemp(prefix="build-", dir=builder.tmp)
         self.consumed: set[str] = set()
+        self.cache_sources: list[ImageRecord] = []  # --cache-from images found
 
     def say(self, text: str) -> None:
         if self.opts.quiet:
@@ -120,6 +121,11 @@ class Build:
         for w in df.warnings:
             self.say(f"[WARNING]: {w}\n")
         self.plan = plan = stages.plan(df, self.opts.build_args, self.opts.target)
+        for ref in self.opts.cache_from:  # as dockerd: one not found is skipped
+            try:
+                self.cache_sources.append(self.svc.get(ref))
+            except (NotFound, InvalidArgument):
+                self.say(f"[Warning] cache-from image {ref} not found: ignored\n")
         self.df = df
         self.consumed |= plan.consumed
         num = 0
@@ -140,6 +146,7 @@ class Build:
                 self.results[i].result()
         finally:
             pool.shutdown(wait=True)
+        self.check_cancelled()
         runner = StepRunner(self, None)
         if self.opts.labels:
             final = runner.labels(final, self.opts.labels)
@@ -149,6 +156,7 @@ class Build:
                         and k not in stages.PROXY_ARGS)
         if unused:
             self.say(f"[Warning] One or more build-args {unused} were not consumed\n")
+        self.check_cancelled()
         self._emit({"aux": {"ID": final.id}})
         self.say(f"Successfully built {dg.short_id(final.id)}\n")
         for tag in self.opts.tags:
@@ -163,6 +171,10 @@ class Build:
         except BaseException:
             self.failed.set()
             raise
+
+    def check_cancelled(self) -> None:
+        if self.opts.cancel.is_set():
+            raise Cancelled("build cancelled: the client went away")
 
     def stage_image(self, index: int) -> ImageRecord | None:
         return self.results[index].result()
@@ -196,6 +208,7 @@ class Build:
             st.config["OnBuild"] = None
         for instr in stage.steps:
             num += 1
+            self.check_cancelled()
             if self.failed.is_set():
                 raise Cancelled("build cancelled: another stage failed")
             self.step_header(num, plan.total_steps, instr.node.original)
@@ -307,11 +320,119 @@ class Builder:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
+    # -- df and prune --------------------------------------------------------------------
+
+    def _shared_and_used(self) -> tuple[set[str], set[str]]:
+        """(images in the chain of a tagged image, images containers use)."""
+        shared: set[str] = set()
+        for image in self.images.images.list():
+            if not (image.repo_tags or image.repo_digests):
+                continue
+            cur: str | None = image.id
+            while cur and cur not in shared:
+                shared.add(cur)
+                try:
+                    cur = self.images.images.get(cur).parent
+                except NotFound:
+                    break
+        in_use = {c.image for c in self.engine.store.list()} if self.engine else set()
+        return shared, in_use
+
+    def usage(self) -> list[dict]:
+        """The build cache for GET /system/df: one "regular" record per cached step
+        (its size: the layer it added), one "exec.cachemount" per RUN cache mount."""
+        from dockyard.build.run import cache_mount_in_use
+        from dockyard.image.formats import format_time
+
+        shared, in_use = self._shared_and_used()
+        out = []
+        for e in self.cache.entries():
+            try:
+                image = self.images.images.get(e["image_id"])
+            except NotFound:
+                continue
+            out.append({"ID": e["key"].removeprefix("sha256:")[:25], "Parents": None,
+                        "Parent": "", "Type": "regular", "Description": e["description"],
+                        "InUse": image.id in in_use, "Shared": image.id in shared,
+                        "Size": _own_layer_size(self.images, image),
+                        "CreatedAt": format_time(e["created"]),
+                        "LastUsedAt": format_time(e["last_used"]), "UsageCount": 1,
+                        "_key": e["key"], "_image": image.id, "_last": e["last_used"]})
+        for name, path, last in self._cache_mounts():
+            out.append({"ID": name[:25], "Parents": None, "Parent": "",
+                        "Type": "exec.cachemount",
+                        "Description": "cached mount (RUN --mount=type=cache)",
+                        "InUse": cache_mount_in_use(path), "Shared": False,
+                        "Size": _tree_size(path), "CreatedAt": format_time(last),
+                        "LastUsedAt": format_time(last), "UsageCount": 1,
+                        "_key": name, "_path": path, "_last": last})
+        return out
+
+    def _cache_mounts(self) -> list[tuple[str, str, float]]:
+        root = os.path.join(self.data_root, "builder", "cache-mounts")
+        try:
+            names = sorted(os.listdir(root))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                out.append((name, path, os.lstat(path).st_mtime))
+            except FileNotFoundError:
+                continue
+        return out
+
     def prune(self, all_: bool = False, keep_storage: int = 0,
-              keep: Callable[[dict], bool] = lambda e: False) -> tuple[list[str], int]:
-        """Forget the cache and remove the intermediate images only it kept."""
-        gone = self.cache.prune(keep)
-        ids = {e["image_id"] for e in gone}
+              filters: dict[str, list[str]] | None = None) -> tuple[list[str], int]:
+        """builder prune / POST /build/prune. Records in use (their image is a running
+        or stopped container's) are never removed; without `all_` neither are those
+        shared with a tagged image's chain (only "dangling" cache goes). Filters:
+        until / unused-for (a Go duration: not used for that long), id, type,
+        description. keep-storage: the least recently used records go first, until
+        what is left is at most that many bytes. Returns (deleted IDs, bytes freed)."""
+        import time as _time
+
+        filters = filters or {}
+        now = _time.time()
+        min_idle = max([parse_duration(v) for k in ("until", "unused-for")
+                        for v in filters.get(k, [])] or [0.0])
+        records = self.usage()
+        candidates = []
+        for r in records:
+            if r["InUse"] or (r["Shared"] and not all_):
+                continue
+            if min_idle and now - r["_last"] < min_idle:
+                continue
+            if filters.get("id") and not any(r["_key"].removeprefix("sha256:").startswith(
+                    v.removeprefix("sha256:")) for v in filters["id"]):
+                continue
+            if filters.get("type") and r["Type"] not in filters["type"]:
+                continue
+            if filters.get("description") and not any(
+                    v in r["Description"] for v in filters["description"]):
+                continue
+            candidates.append(r)
+        candidates.sort(key=lambda r: r["_last"])
+        total = sum(r["Size"] for r in records)
+        chosen = []
+        for r in candidates:
+            if keep_storage and total <= keep_storage:
+                break
+            chosen.append(r)
+            total -= r["Size"]
+        keys = {r["_key"] for r in chosen if r["Type"] == "regular"}
+        gone = self.cache.prune(lambda e: e["key"] not in keys)
+        space = 0
+        for r in chosen:
+            if r["Type"] == "exec.cachemount":
+                space += r["Size"]
+                shutil.rmtree(r["_path"], ignore_errors=True)
+        space += self._remove_images({e["image_id"] for e in gone})
+        return [r["ID"] for r in chosen], space
+
+    def _remove_images(self, ids: set[str]) -> int:
+        """Remove the intermediate images only the forgotten cache records kept."""
         kept = {e["image_id"] for e in self.cache.entries()}
         in_use = {c.image for c in self.engine.store.list()} if self.engine else set()
         deleted: list[str] = []
@@ -333,7 +454,35 @@ class Builder:
                 space += size or 0
                 progress = True
         self.images.gc()
-        return [e["key"] for e in gone], space
+        return space
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration ("24h", "1h30m", "90s", "500ms") or plain seconds -> seconds."""
+    import re
+
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+             "h": 3600.0, "d": 86400.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InvalidArgument(f"invalid duration {text!r}")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for base, dirs, files in os.walk(path):
+        for name in files + dirs:
+            try:
+                total += os.lstat(os.path.join(base, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 def _own_layer_size(svc: Any, image: ImageRecord) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import posixpath
 import stat
+import tempfile
 import time
 from typing import Any, BinaryIO
 
@@ -153,6 +154,62 @@ class LayerWriter:
         self.count += 1
 
 
+class RecordingView:
+    """A RootView that records what is asked of it and the answers (COPY --link: the
+    layer depends on the image below only through these, so they are its cache key's
+    part of the parent). `replay` answers the same questions from another view."""
+
+    def __init__(self, view: RootView):
+        self.view = view
+        self.asked: list[tuple[str, str]] = []
+        self.answers: list[Any] = []
+
+    @staticmethod
+    def answer(view: RootView, method: str, path: str) -> Any:
+        if method == "resolve":
+            return view.resolve(path)
+        if method == "is_dir":
+            return view.is_dir(path)
+        if method == "listdir":
+            return sorted(view.listdir(path))
+        if method == "read_text":
+            return view.read_text(path)
+        found = view.lstat(path)
+        if found is None:
+            return None
+        st = found[1]
+        return [st.st_mode, st.st_uid, st.st_gid, int(st.st_mtime)]
+
+    def _ask(self, method: str, path: str) -> None:
+        if (method, path) not in self.asked:
+            self.asked.append((method, path))
+            self.answers.append(self.answer(self.view, method, path))
+
+    @classmethod
+    def replay(cls, view: RootView, asked: list) -> list[Any]:
+        return [cls.answer(view, m, p) for m, p in asked]
+
+    def resolve(self, path: str) -> str:
+        self._ask("resolve", path)
+        return self.view.resolve(path)
+
+    def is_dir(self, path: str) -> bool:
+        self._ask("is_dir", path)
+        return self.view.is_dir(path)
+
+    def listdir(self, path: str) -> list[str]:
+        self._ask("listdir", path)
+        return self.view.listdir(path)
+
+    def lstat(self, path: str) -> Any:
+        self._ask("lstat", path)
+        return self.view.lstat(path)
+
+    def read_text(self, path: str, limit: int = 1 << 20) -> str | None:
+        self._ask("read_text", path)
+        return self.view.read_text(path, limit)
+
+
 def view_of(svc: Any, image: ImageRecord | None) -> RootView:
     if image is None or not image.chain_ids:
         return RootView([])
@@ -161,13 +218,29 @@ def view_of(svc: Any, image: ImageRecord | None) -> RootView:
 
 def new_image(svc: Any, base: ImageRecord | None, config: dict, *, created_by: str,
               layer_tar: BinaryIO | None = None, author: str = "",
-              platform: tuple[str, str, str] | None = None) -> str:
-    """The image of one step: `base`'s layers (+ one from `layer_tar`), `config`."""
+              platform: tuple[str, str, str] | None = None,
+              layer_of: ImageRecord | None = None) -> str:
+    """The image of one step: `base`'s layers (+ one from `layer_tar`, or the last layer
+    of `layer_of` put on top of `base`: COPY --link's cache hit), `config`."""
     created = formats.format_time()
     with svc.ingesting():
         layers = list(base.layers) if base else []
         layer: LayerRecord | None = None
-        if layer_tar is not None:
+        if layer_of is not None:
+            parent = base.chain_ids[-1] if base and base.chain_ids else None
+            own = layer_of.layers[-1]
+            chain = formats.chain_ids([parent, own.diff_id])[1] if parent else own.diff_id
+            if svc.snapshots.exists(chain):
+                layer = own
+            else:  # the layer's own files (its snapshot), unpacked on the new parent
+                from dockyard.image.layerdiff import write_diff
+
+                with tempfile.TemporaryFile(dir=svc.tmp) as raw:
+                    write_diff([], svc.snapshots.layer_path(layer_of.chain_ids[-1]), raw)
+                    raw.seek(0)
+                    layer = svc.add_layer_tar(raw, parent, level=BUILD_GZIP_LEVEL)
+            layers.append(layer)
+        elif layer_tar is not None:
             parent = base.chain_ids[-1] if base and base.chain_ids else None
             layer = svc.add_layer_tar(layer_tar, parent, level=BUILD_GZIP_LEVEL)
             layers.append(layer)
@@ -185,6 +258,27 @@ def new_image(svc: Any, base: ImageRecord | None, config: dict, *, created_by: s
                                  history=history, architecture=arch, os=os_,
                                  variant=variant or None)
         image_id = svc.images.add(formats.encode_config(doc), layers)
+        if base is not None and base.id != image_id:
+            svc.images.set_parent(image_id, base.id)
+    return image_id
+
+
+def restore_image(svc: Any, base: ImageRecord | None, target: ImageRecord, history: list,
+                  layer_count: int, config: dict, author: str) -> str:
+    """--cache-from: the image of a step found in `target`'s chain: `target`'s first
+    `layer_count` layers and `history` (which ends with the step's entry), the config
+    this build computed for the step (moby's restoreCachedImage)."""
+    os_ = target.config.get("os") or "linux"
+    arch = target.config.get("architecture") or formats.host_platform()[1]
+    variant = target.config.get("variant") or None
+    created = history[-1].get("created") or formats.format_time()
+    doc = formats.new_config([x.diff_id for x in target.layers[:layer_count]], config=config,
+                             created=created,
+                             author=author or ((base.config.get("author") or "")
+                                               if base else ""),
+                             history=history, architecture=arch, os=os_, variant=variant)
+    with svc.ingesting():
+        image_id = svc.images.add(formats.encode_config(doc), list(target.layers[:layer_count]))
         if base is not None and base.id != image_id:
             svc.images.set_parent(image_id, base.id)
     return image_id

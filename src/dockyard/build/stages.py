@@ -25,6 +25,32 @@ def platform_args() -> dict[str, str]:
     return out
 
 
+def host_platform_string() -> str:
+    os_, arch, variant = formats.host_platform()
+    return f"{os_}/{arch}" + (f"/{variant}" if variant else "")
+
+
+def check_platform(value: str) -> None:
+    """Only this machine's platform can be built for: anything else is an error (never
+    silently ignored). `value` may be a comma-separated list (the API's platform)."""
+    host = formats.host_platform()
+    for one in value.split(","):
+        one = one.strip()
+        if not one:
+            continue
+        parts = one.lower().split("/")
+        ok = 1 <= len(parts) <= 3
+        if ok:
+            os_ = parts[0]
+            arch = parts[1] if len(parts) > 1 else host[1]
+            wanted = formats.normalize_platform(os_, arch, parts[2] if len(parts) > 2
+                                                else None)
+            ok = wanted[:2] == host[:2] and (len(parts) < 3 or wanted[2] == host[2])
+        if not ok:
+            raise DockerfileError(f"dockyard builds for {host_platform_string()} only: "
+                                  f"platform {one!r} is not supported")
+
+
 @dataclass
 class Stage:
     index: int
@@ -78,6 +104,12 @@ def plan(df: Dockerfile, build_args: dict[str, str | None], target: str = "") ->
             if not base:
                 raise DockerfileError("base name (" + instr.image + ") should not be blank",
                                       node.line, df.filename)
+            if instr.flags.get("platform"):
+                wanted = expand.word(instr.flags["platform"], env_meta, escape)
+                try:
+                    check_platform(wanted)
+                except DockerfileError as e:
+                    raise DockerfileError(e.message, node.line, df.filename) from None
             st = Stage(len(stages), instr.stage_name, base, instr)
             for prev in stages:
                 if prev.name and prev.name == base.lower():

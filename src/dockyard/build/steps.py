@@ -4,7 +4,9 @@ Metadata instructions make a config-only image; RUN runs a container
 (run.py); COPY/ADD write a layer from the context, another stage or image, a
 heredoc or a download (copy.py); WORKDIR writes a layer when the directory is
 missing. Every key includes the resulting config, so two different configs
-never share a cached image.
+never share a cached image. After a miss, --cache-from images are tried the
+legacy builder's way (_from_cache_sources); COPY/ADD --link use a key without
+the parent (_linked, cache.link_key).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from dockyard.build import config as cfgmod
 from dockyard.build import copy as copymod
 from dockyard.build import git, stages
 from dockyard.build import instructions as ins
-from dockyard.build.layers import LayerWriter, new_image, view_of
-from dockyard.build.rootview import lookup_user
+from dockyard.build.layers import LayerWriter, RecordingView, new_image, view_of
+from dockyard.build.rootview import RootView, lookup_user
 from dockyard.build.run import RunStep, host_config, parse_mount
 from dockyard.errors import InvalidArgument
 from dockyard.image import digest as dg
@@ -42,20 +44,56 @@ class StepRunner:
         self.svc = build.svc
         self.stage = stage
         self.opts = build.opts
+        self.sources: list[ImageRecord] = list(build.cache_sources)  # --cache-from
 
     # -- helpers ----------------------------------------------------------------------
 
     def _parent_key(self, image: ImageRecord | None) -> str:
         return image.id if image is not None else "scratch"
 
-    def _cached(self, key: str) -> ImageRecord | None:
+    def _cached(self, key: str, parent: ImageRecord | None = None, created_by: str = "",
+                st: cfgmod.StageState | None = None) -> ImageRecord | None:
         if self.opts.nocache:
             return None
         image_id = self.build.b.cache.get(key, self.svc.images.exists)
+        if image_id is None and created_by and st is not None and self.sources:
+            image_id = self._from_cache_sources(parent, created_by, st)
+            if image_id is not None:
+                self.build.b.cache.put(key, image_id, description=created_by)
         if image_id is None:
             return None
         self.build.say(" ---> Using cache\n")
         return self._done(self.svc.images.get(image_id))
+
+    def _from_cache_sources(self, parent: ImageRecord | None, created_by: str,
+                            st: cfgmod.StageState) -> str | None:
+        """--cache-from, as the legacy builder: an image of the set whose history and
+        layers start with the parent's and whose next history entry was made by the
+        same instruction (`created_by`) stands for this step; an intermediate one is
+        restored from its layers and history with the config this build computed.
+        After a hit only that image is looked at (moby: no jumping between sources)."""
+        from dockyard.build.layers import restore_image
+
+        p_hist = list((parent.config.get("history") if parent else None) or [])
+        p_diffs = [x.diff_id for x in parent.layers] if parent else []
+        for target in self.sources:
+            t_hist = list(target.config.get("history") or [])
+            t_diffs = [x.diff_id for x in target.layers]
+            if not t_hist or len(p_hist) >= len(t_hist) or len(p_diffs) > len(t_diffs):
+                continue
+            if t_hist[:len(p_hist)] != p_hist or t_diffs[:len(p_diffs)] != p_diffs:
+                continue
+            entry = t_hist[len(p_hist)]
+            if entry.get("created_by") != created_by:
+                continue
+            count = len(p_diffs) + (0 if entry.get("empty_layer") else 1)
+            if count > len(t_diffs):
+                continue
+            image_id = restore_image(self.svc, parent, target, t_hist[:len(p_hist) + 1],
+                                     count, st.config, st.author)
+            self.sources = [target]
+            return image_id
+        return None
 
     def _done(self, image: ImageRecord) -> ImageRecord:
         self.build.say(f" ---> {dg.short_id(image.id)}\n")
@@ -77,10 +115,11 @@ class StepRunner:
     def _metadata(self, image: ImageRecord | None, st: cfgmod.StageState, text: str
                   ) -> ImageRecord:
         key = self._key(image, st, {"text": text})
-        hit = self._cached(key)
+        created_by = f"/bin/sh -c #(nop)  {text}"
+        hit = self._cached(key, image, created_by, st)
         if hit is not None:
             return hit
-        image_id = new_image(self.svc, image, st.config, created_by=f"/bin/sh -c #(nop)  {text}",
+        image_id = new_image(self.svc, image, st.config, created_by=created_by,
                              author=st.author)
         return self._store(key, image_id, text)
 
@@ -118,7 +157,7 @@ class StepRunner:
         if view.is_dir(view.resolve(path)):
             return self._metadata(image, st, text)
         key = self._key(image, st, {"text": text, "mkdir": path})
-        hit = self._cached(key)
+        hit = self._cached(key, image, f"/bin/sh -c #(nop) {text}", st)
         if hit is not None:
             return hit
         with tempfile.TemporaryFile(dir=self.build.scratch) as f:
@@ -152,16 +191,16 @@ class StepRunner:
         doc = {"run": argv, "env": env, "user": st.config.get("User") or "",
                "workdir": workdir, "network": network, "mounts": [m.key() for m in mounts]}
         key = self._key(image, st, doc, mount_sources)
-        hit = self._cached(key)
-        if hit is not None:
-            return hit
-        if image is None:
-            image = self.empty_image(st)
         args = sorted(st.args.items())
         created_by = " ".join(argv)
         if args:
             created_by = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args) + " " + \
                 created_by
+        hit = self._cached(key, image, created_by, st)
+        if hit is not None:
+            return hit
+        if image is None:
+            image = self.empty_image(st)
         # the predefined proxy args reach RUN without an ARG, and stay out of the cache key
         # and the history (docker's rule)
         keys = {e.partition("=")[0] for e in env}
@@ -169,11 +208,14 @@ class StepRunner:
                      if k in stages.PROXY_ARGS and k not in keys and v is not None]
         self.build.consumed |= {k for k in self.opts.build_args if k in stages.PROXY_ARGS}
         runner = RunStep(self.build.b.engine, self.build.scratch, self.build.b.data_root,
-                         self.build.say)
+                         self.build.say, self.opts.cancel)
         try:
             hc = host_config(self.opts, network)
             targets = runner.binds(mounts, hc, lambda src: self._context_dir(src, runner),
-                                   lambda ref, src: self._image_dir(ref, src, runner))
+                                   lambda ref, src: self._image_dir(ref, src, runner),
+                                   self.build.ctx.secrets)
+            targets |= self._missing_parents(image, [m.target for m in mounts
+                                                     if m.kind == "secret"])
             cid, finish = runner.run(image.id, argv, env, st.config.get("User") or "",
                                      workdir, hc, keep_failed=not self.opts.forcerm,
                                      remove=self.opts.rm or self.opts.forcerm)
@@ -189,6 +231,26 @@ class StepRunner:
         finally:
             runner.cleanup()
         return self._store(key, image_id, "RUN " + " ".join(argv))
+
+    def _missing_parents(self, image: ImageRecord, targets: list[str]) -> set[str]:
+        """The directories above `targets` the image lacks (the runtime makes them for
+        the mounts; they stay out of the layer, as BuildKit leaves no secret stubs)."""
+        if not targets:
+            return set()
+        view = view_of(self.svc, image)
+        out: set[str] = set()
+        for target in targets:
+            up = posixpath.dirname(target)
+            while up not in ("/", ""):
+                try:
+                    exists = view.is_dir(view.resolve(up))
+                except (OSError, LookupError, InvalidArgument):
+                    exists = False
+                if exists:
+                    break
+                out.add(up)
+                up = posixpath.dirname(up)
+        return out
 
     def _context_dir(self, source: str, runner: RunStep) -> str:
         """A scratch copy of the context's `source` (RUN --mount=type=bind)."""
@@ -313,10 +375,32 @@ class StepRunner:
         flags = {k: v for k, v in instr.flags.items() if k not in ("from", "chown", "chmod")}
         doc = {"copy": instr.node.cmd, "srcs": srcs, "dest": dest, "workdir": workdir,
                "owner": owner, "chmod": chmod, "flags": flags}
-        key = self._key(image, st, doc, sources)
-        hit = self._cached(key)
-        if hit is not None:
-            return hit
+        # the history names the copy by a digest of everything its layer is made of
+        # (moby's "COPY file:<sha256> in /dest"; --cache-from matches on it)
+        what = hashlib.sha256(cachemod.canonical({"doc": doc, "sources": sources})).hexdigest()
+        kind = "multi" if len(sources) > 1 else (sources[0].split(":", 1)[0] if sources
+                                                 and sources[0].startswith(
+                                                     ("image:", "heredoc:", "url:", "git:"))
+                                                 else "file")
+        created_by = f"/bin/sh -c #(nop) {instr.node.cmd.upper()} {kind}:{what} in {dest} "
+        link = bool(instr.flags.get("link"))
+        recorder: RecordingView | None = None
+        if link:
+            # COPY --link: the layer depends on the image below only through what the
+            # copy asks of it (the destination's resolution, the metadata of the
+            # directories it writes into); its key is the sources and the instruction
+            # (no parent, no config) plus those questions with this parent's answers
+            key = cachemod.step_key("link", {**doc, "link": True}, {}, sources)
+            hit_image = self._linked(key, image, st, created_by, view)
+            if hit_image is not None:
+                return hit_image
+            recorder = RecordingView(view)
+            view = recorder  # type: ignore[assignment]
+        else:
+            key = self._key(image, st, doc, sources)
+            hit = self._cached(key, image, created_by, st)
+            if hit is not None:
+                return hit
         opts = copymod.CopyOptions(owner=owner, chmod=chmod, extract=add,
                                    parents=bool(instr.flags.get("parents")),
                                    exclude=[st.word(x) for x in instr.flags.get("exclude", [])])
@@ -328,8 +412,6 @@ class StepRunner:
                 self._copy_sources(srcs, dest, workdir, w, opts, heredocs, downloads, st)
             w.close()
             f.seek(0)
-            summary = ",".join(s.split(":", 1)[-1][:12] for s in sources) or "-"
-            created_by = f"/bin/sh -c #(nop) {instr.node.cmd.upper()} {summary} in {dest} "
             image_id = new_image(self.svc, image, st.config, layer_tar=f, created_by=created_by,
                                  author=st.author)
         for path, _, mtime in downloads.values():
@@ -337,7 +419,38 @@ class StepRunner:
                 os.unlink(path)
         for checkout in checkouts:
             shutil.rmtree(checkout, ignore_errors=True)
+        if recorder is not None:
+            self.build.b.cache.put_probes(key, recorder.asked)
+            key = cachemod.link_key(key, recorder.asked, recorder.answers)
         return self._store(key, image_id, instr.node.original)
+
+    def _linked(self, base_key: str, image: ImageRecord | None, st: cfgmod.StageState,
+                created_by: str, view: RootView) -> ImageRecord | None:
+        """COPY/ADD --link's cache hit: the questions the cached copy asked of the image
+        below get the same answers here, so its layer goes on top of `image`."""
+        if self.opts.nocache:
+            return None
+        asked = self.build.b.cache.get_probes(base_key)
+        if asked is None:
+            return None
+        try:
+            answers = RecordingView.replay(view, asked)
+        except (OSError, InvalidArgument, LookupError):
+            return None
+        cached_id = self.build.b.cache.get(cachemod.link_key(base_key, asked, answers),
+                                           self.svc.images.exists)
+        if cached_id is None:
+            return None
+        cached = self.svc.images.get(cached_id)
+        if not cached.layers:
+            return None
+        self.build.say(" ---> Using cache\n")
+        if cached.parent == (image.id if image else None) and \
+                cached.config.get("config") == st.config:
+            return self._done(cached)
+        image_id = new_image(self.svc, image, st.config, created_by=created_by,
+                             author=st.author, layer_of=cached)
+        return self._done(self.svc.images.get(image_id))
 
     def _copy_sources(self, srcs: list[str], dest: str, workdir: str, w: LayerWriter,
                       opts: copymod.CopyOptions, heredocs: dict, downloads: dict,

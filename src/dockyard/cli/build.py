@@ -6,6 +6,15 @@ them from COPY when they are ignored); a Dockerfile outside the context is
 added under a generated name. Output: the daemon's stream as it comes (plain),
 or on a terminal a live view that keeps the running step's last output lines
 in place (--progress=tty, the default on a TTY).
+
+--secret id=X[,src=FILE|,env=VAR]: the legacy API has no secret channel, so each
+secret travels in the context tar as .dockyard.secrets/<hex of the id> (a
+reserved top-level directory); the daemon takes it out of the context before
+anything else sees it (build/context.py) and only RUN --mount=type=secret reads
+it. A context directory that itself holds .dockyard.secrets is refused.
+
+A failed build exits as docker's CLI does: with the code in the error's
+errorDetail (a RUN's exit code), else 1.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import tarfile
 import tempfile
 from typing import Any, TextIO
 
+from dockyard.client.api import iter_json
 from dockyard.errors import DockyardError
 
 LIVE_LINES = 6
@@ -53,7 +63,49 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--cpuset-cpus", default="")
     p.add_argument("--cpuset-mems", default="")
     p.add_argument("--platform", default="")
+    p.add_argument("--secret", action="append", default=[])
+    p.add_argument("--cache-from", action="append", default=[])
     return p
+
+
+def read_secrets(specs: list[str]) -> dict[str, bytes]:
+    """--secret id=X,src=FILE | id=X,env=VAR (type=file|env; without src or env: the
+    environment variable X if set, else the file X, as buildx)."""
+    out: dict[str, bytes] = {}
+    for spec in specs:
+        fields: dict[str, str] = {}
+        for part in spec.split(","):
+            k, eq, v = part.partition("=")
+            if not eq:
+                raise DockyardError(f"invalid secret {spec!r}: expected key=value fields")
+            k = k.strip().lower()
+            fields[{"source": "src"}.get(k, k)] = v
+        ident = fields.get("id", "")
+        kind = fields.get("type", "")
+        src, env = fields.get("src", ""), fields.get("env", "")
+        if kind == "env" and not env:
+            env, src = src or ident, ""
+        if not ident:
+            ident = env or os.path.basename(src)
+        if not ident:
+            raise DockyardError(f"invalid secret {spec!r}: no id")
+        if not src and not env:
+            if kind != "file" and ident in os.environ:
+                env = ident
+            else:
+                src = ident
+        if env:
+            if env not in os.environ:
+                raise DockyardError(f"secret {ident}: environment variable {env} is not set")
+            out[ident] = os.environ[env].encode()
+        else:
+            try:
+                with open(os.path.expanduser(src), "rb") as f:
+                    out[ident] = f.read()
+            except OSError as e:
+                raise DockyardError(f"secret {ident}: cannot read {src}: "
+                                    f"{e.strerror}") from None
+    return out
 
 
 def _client(ctx: Any):
@@ -64,11 +116,16 @@ def _client(ctx: Any):
 
 # -- the context -------------------------------------------------------------------------
 
-def context_tar(root: str, dockerfile: str, out: Any) -> str:
+def context_tar(root: str, dockerfile: str, out: Any,
+                secret_files: dict[str, bytes] | None = None) -> str:
     """Write the context at `root` to `out` as a tar; returns the Dockerfile's name in it."""
     from dockyard.build import dockerignore
+    from dockyard.build.context import SECRETS_DIR
 
     root = os.path.abspath(root)
+    if os.path.lexists(os.path.join(root, SECRETS_DIR)):
+        raise DockyardError(f"the context holds {SECRETS_DIR}, which is reserved for "
+                            "build secrets")
     patterns: list[str] = []
     ign = os.path.join(root, ".dockerignore")
     if os.path.isfile(ign):
@@ -106,7 +163,22 @@ def context_tar(root: str, dockerfile: str, out: Any) -> str:
                 _add(tar, os.path.join(base, name), rel)
         if not inside:
             _add(tar, df_path, df_name)
+        _add_secrets(tar, secret_files or {})
     return df_name
+
+
+def _add_secrets(tar: tarfile.TarFile, values: dict[str, bytes]) -> None:
+    from dockyard.build.context import SECRETS_DIR
+
+    if not values:
+        return
+    info = tarfile.TarInfo(SECRETS_DIR)
+    info.type, info.mode = tarfile.DIRTYPE, 0o700
+    tar.addfile(info)
+    for ident, data in sorted(values.items()):
+        info = tarfile.TarInfo(f"{SECRETS_DIR}/{ident.encode().hex()}")
+        info.size, info.mode = len(data), 0o400
+        tar.addfile(info, io.BytesIO(data))
 
 
 def _add(tar: tarfile.TarFile, path: str, rel: str) -> None:
@@ -224,9 +296,18 @@ def build(argv: list[str], ctx: Any) -> int:
         "cpushares": args.cpu_shares or None, "cpuperiod": args.cpu_period or None,
         "cpuquota": args.cpu_quota or None, "cpusetcpus": args.cpuset_cpus or None,
         "cpusetmems": args.cpuset_mems or None, "platform": args.platform or None,
+        "cachefrom": json.dumps(args.cache_from) if args.cache_from else None,
     }
+    try:
+        secret_values = read_secrets(args.secret)
+    except DockyardError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
     with tempfile.TemporaryFile() as body:
         if args.context == "-":
+            if secret_values:
+                print("ERROR: --secret needs a context directory", file=sys.stderr)
+                return 1
             data = sys.stdin.buffer.read()
             if data[257:262] == b"ustar" or data[:2] == b"\x1f\x8b":
                 body.write(data)
@@ -246,23 +327,25 @@ def build(argv: list[str], ctx: Any) -> int:
                 with tempfile.NamedTemporaryFile("wb", delete=False) as f:
                     f.write(data)
                 try:
-                    params["dockerfile"] = context_tar(args.context, f.name, body)
+                    params["dockerfile"] = context_tar(args.context, f.name, body, secret_values)
                 finally:
                     os.unlink(f.name)
             else:
-                params["dockerfile"] = context_tar(args.context, args.file, body)
+                params["dockerfile"] = context_tar(args.context, args.file, body, secret_values)
         body.seek(0)
         tty = args.progress == "tty" or (args.progress == "auto" and sys.stdout.isatty())
         # an HTTP error raises here (main prints "Error response from daemon: ...")
-        messages = _client(ctx).stream_json("POST", "/build", params=params, body=body,
-                                            headers={"Content-Type": "application/x-tar"})
-        try:
-            aux = show(messages, sys.stdout if not args.quiet else io.StringIO(),
-                       tty and not args.quiet)
-        except DockyardError as e:  # an error in the stream: printed as it is, as docker
+        stream = _client(ctx).raw_stream("POST", "/build", params=params, body=body,
+                                         headers={"Content-Type": "application/x-tar"})
+        failed: list[tuple[int, str]] = []
+        with stream:
+            aux = show(_until_error(iter_json(stream), failed),
+                       sys.stdout if not args.quiet else io.StringIO(), tty and not args.quiet)
+        if failed:  # an error in the stream: printed as it is, exit code as docker's CLI
             sys.stdout.flush()
-            print(str(e), file=sys.stderr)
-            return 1
+            code, message = failed[0]
+            print(message, file=sys.stderr)
+            return code
     image_id = next((a["ID"] for a in aux if isinstance(a, dict) and a.get("ID")), "")
     if args.quiet and image_id:
         print(image_id)
@@ -270,6 +353,19 @@ def build(argv: list[str], ctx: Any) -> int:
         with open(args.iidfile, "w") as f:
             f.write(image_id)
     return 0
+
+
+def _until_error(messages: Any, failed: list[tuple[int, str]]) -> Any:
+    """The messages up to an error, which goes to `failed` as (exit code, message)."""
+    for msg in messages:
+        if isinstance(msg, dict) and (msg.get("errorDetail") or msg.get("error")):
+            detail = msg.get("errorDetail") if isinstance(msg.get("errorDetail"), dict) else {}
+            code = detail.get("code")
+            message = detail.get("message") or msg.get("error") or "unknown error"
+            failed.append((code if isinstance(code, int) and 0 < code < 256 else 1,
+                           str(message)))
+            return
+        yield msg
 
 
 def image_build(argv: list[str], ctx: Any) -> int:
@@ -290,8 +386,9 @@ def builder(argv: list[str], ctx: Any) -> int:
     p.add_argument("--keep-storage", default="")
     args = p.parse_args(argv[1:])
     if not args.force and sys.stdin.isatty():
-        answer = input("WARNING! This will remove all dangling build cache. Are you sure you "
-                       "want to continue? [y/N] ")
+        what = "all build cache" if args.all else "all dangling build cache"
+        answer = input(f"WARNING! This will remove {what}. Are you sure you want to "
+                       "continue? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return 0
     filters: dict[str, dict[str, bool]] = {}

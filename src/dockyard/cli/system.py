@@ -431,6 +431,14 @@ def _df_verbose(doc: dict) -> str:
     cache = doc.get("BuildCache") or []
     out += f"\nBuild cache usage: {_human(sum(b.get('Size', 0) for b in cache))}\n\n"
     rows = [["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]
+    from dockyard.engine.model import parse_time
+
+    for b in cache:
+        created, used = (parse_time(b.get(k) or "") for k in ("CreatedAt", "LastUsedAt"))
+        rows.append([b.get("ID", ""), b.get("Type", ""), human_size(b.get("Size", 0), 3),
+                     human_duration(now - created) + " ago" if created else "",
+                     human_duration(now - used) + " ago" if used else "",
+                     str(b.get("UsageCount", 0)), "true" if b.get("Shared") else "false"])
     return out + tabwriter(rows, 10, 3)
 
 

@@ -219,7 +219,8 @@ def sizes(engine: Any, c: Any) -> tuple[int, int]:
 
 def disk_usage(engine: Any) -> dict:
     """GET /system/df: images (with shared sizes and container counts), containers
-    with their sizes; volumes and build cache are not there yet."""
+    with their sizes, volumes; BuildCache is filled by the API from the builder
+    (api/build.py cache_usage)."""
     from dockyard.engine.listing import summary
 
     images = engine.images.list()

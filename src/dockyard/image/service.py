@@ -157,6 +157,7 @@ class ImageService:
 
         with tempfile.TemporaryFile(dir=self.tmp) as raw:
             diff_id = _copy_hashing(open_decompressed(stream), raw)
+            raw.flush()  # the compressor reads the file through a second open file
             chain = formats.chain_ids([parent, diff_id])[1] if parent else diff_id
             # compress (a thread of its own, through a second open file) while unpacking
             with open(f"/proc/self/fd/{raw.fileno()}", "rb") as copy, \
