@@ -1,5 +1,7 @@
 """What networking adds to a container start: `docker run --rm busybox:dyk true` on the
-default bridge vs with `--network none`, both on our daemon."""
+default bridge vs with `--network none`, both on our daemon. The same cost without the
+daemon, the runtime and the CLI (NetworkManager.setup / release in a loop, per mode):
+`.venv/bin/python -m bench.scenarios._net_inproc`."""
 
 from bench.scenario import Metrics, Scenario
 from bench.scenarios._daemon_peers import IMAGE

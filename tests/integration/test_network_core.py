@@ -35,6 +35,7 @@ from dockyard.network import bridge, netns
 from dockyard.network.dns import DNSServer
 from dockyard.network.nat import BridgeState, Nat, NatState, PortMapping
 from dockyard.network.ports import PortAllocator
+from dockyard.network.rtnl import LOOPBACK_IFINDEX, Rtnl
 from dockyard.network.store import NetworkStore
 
 pytestmark = [
@@ -170,6 +171,27 @@ def test_netns_create_delete_leaves_no_mount(env):
     assert not os.path.exists(path) and not netns.is_mounted(path)
 
 
+def test_netns_create_with_runs_inside_and_cleans_up(env):
+    path = os.path.join(env.dir, "with")
+    env.namespaces.append(path)
+    inside = netns.create_with(path, Rtnl)  # a netlink socket made in the new namespace
+    with inside:
+        inside.link_up(LOOPBACK_IFINDEX)
+        assert inside.link_index("lo") == LOOPBACK_IFINDEX
+    with IPRoute() as ipr:  # nothing happened on the host's lo
+        assert ipr.link_lookup(ifname="lo")
+    up = netns.run_in(path, lambda: [ln.get("state") for ln in IPRoute().get_links()])
+    assert up == ["up"]
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    failed = os.path.join(env.dir, "failed")
+    with pytest.raises(RuntimeError):
+        netns.create_with(failed, boom)
+    assert not os.path.exists(failed) and not netns.is_mounted(failed)
+
+
 def test_netns_prepare_dir_is_shared(env):
     d = os.path.join(env.dir, "shared")
     netns.prepare_dir(d)
@@ -226,7 +248,8 @@ def test_ping_on_bridge_and_isolation_between_bridges(env):
 
 def test_ipv6_on_a_bridge(env):
     net, = free_subnets(1)
-    v6 = f"fd00:{secrets.token_hex(2)}:{secrets.token_hex(2)}::"
+    # compressed as `ip` prints it (a group like 00e0 shows as e0)
+    v6 = str(ipaddress.ip_address(f"fd00:{secrets.token_hex(2)}:{secrets.token_hex(2)}::"))
     name = env.name("v")
     env.bridges.append(name)
     bridge.ensure_bridge(name, [f"{host(net, 1)}/24", f"{v6}1/64"])
@@ -254,6 +277,45 @@ def test_failed_attach_leaves_nothing(env):
         bridge.attach(ns, env.name("nobr"), endpoint, f"{host(net, 2)}/24")
     with IPRoute() as ipr:
         assert not ipr.link_lookup(ifname=bridge.veth_name(endpoint))
+
+
+def test_attach_details_and_a_leftover_veth(env):
+    net, = free_subnets(1)
+    br = env.bridge("d", net)
+    endpoint = secrets.token_hex(32)
+    veth = bridge.veth_name(endpoint)
+    env.links.append(veth)
+    first = os.path.join(env.dir, "first")
+    env.namespaces.append(first)
+    with netns.create_with(first, Rtnl) as inside:  # the engine's way: socket from create
+        assert bridge.attach(first, br, endpoint, f"{host(net, 2)}/24", host(net, 1),
+                             mac="02:42:0a:00:00:02", inside=inside) == veth
+    # a crashed attempt's veth for the same endpoint is replaced, not an error
+    second = env.netns("second")
+    bridge.attach(second, br, endpoint, f"{host(net, 3)}/24", host(net, 1))
+    with IPRoute() as ipr:
+        link = ipr.get_links(ipr.link_lookup(ifname=veth)[0])[0]
+        assert link.get("master") == ipr.link_lookup(ifname=br)[0]
+        assert link.get("state") == "up"
+        assert link.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA",
+                               "IFLA_BRPORT_MODE") == 1  # hairpin
+    assert [n for _, n in netns.run_in(first, socket.if_nameindex)] == ["lo"]
+
+    def inside_view():
+        with IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname="eth0")[0]
+            eth0 = ipr.get_links(idx)[0]
+            addrs = [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=idx)
+                     if a["family"] == socket.AF_INET]
+            gws = [r.get("gateway") for r in ipr.get_routes(family=socket.AF_INET)
+                   if r["dst_len"] == 0]
+            return eth0.get("state"), addrs, gws
+
+    assert netns.run_in(second, inside_view) == ("up", [(host(net, 3), 24)], [host(net, 1)])
+    assert ping(second, host(net, 1))
+    bridge.detach(veth)
+    bridge.detach(veth)  # idempotent
+    assert bridge.list_veths(br) == []
 
 
 def test_internal_network_keeps_traffic_on_the_bridge(env):
@@ -558,4 +620,34 @@ def test_embedded_dns_in_a_namespace(env):
     finally:
         if server is not None:
             lt.run(server.close())
+        lt.stop()
+
+
+def test_embedded_dns_served_without_waiting_for_the_loop(env):
+    """serve_threadsafe (the engine's start path): answers once the loop gets to it, and a
+    close right after it (a container that exits at once) leaves nothing behind."""
+    net, = free_subnets(1)
+    br = env.bridge("t", net)
+    ns = env.netns("dnsts")
+    env.attach(ns, br, net, 2)
+    lt = LoopThread()
+    server = DNSServer(lambda key, name, qtype: [host(net, 10)] if name == "web" else [],
+                       upstreams=[("127.0.0.1", 9)])
+    try:
+        server.serve_threadsafe(lt.loop, ns, server.sockets_in(ns), "ctr1")
+        assert server.serving() == [ns]  # at once, before the loop ran anything
+
+        def ask():
+            return dns.query.udp(dns.message.make_query("web", "A"), "127.0.0.11", timeout=5)
+
+        assert netns.run_in(ns, ask).answer[0][0].to_text() == host(net, 10)
+        lt.run(server.close_in(ns))
+        for _ in range(20):  # closed before (or while) the loop starts serving it
+            server.serve_threadsafe(lt.loop, ns, server.sockets_in(ns), "ctr1")
+            lt.run(server.close_in(ns))
+            assert server.serving() == []
+        lt.run(server.listen_in(ns, "ctr1"))  # the port is free again
+        assert netns.run_in(ns, ask).answer[0][0].to_text() == host(net, 10)
+    finally:
+        lt.run(server.close())
         lt.stop()

@@ -7,9 +7,10 @@ eth0 (one netlink request: no temporary name, no move, no rename).
 Host ends are named veth + 7 hex characters of the endpoint id, so that the
 engine's reconcile can tell which leftovers are its own (`list_veths`).
 
-Everything done inside a container's namespace runs in a thread that joined
-it (netns.run_in) with a netlink socket opened there: pyroute2's own netns
-support forks, which the threaded daemon must not do.
+Everything done inside a container's namespace goes through a netlink socket
+made by a thread that joined it (netns.run_in, netns.create_with; a socket
+stays in the namespace it was made in): pyroute2's own netns support forks,
+which the threaded daemon must not do.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from dockyard.errors import Conflict, NotFound
 from dockyard.network import netns
+from dockyard.network.rtnl import LOOPBACK_IFINDEX, Rtnl
 
 VETH_PREFIX = "veth"
 IFA_F_NODAD = 0x02
@@ -134,68 +136,68 @@ def bridge_exists(name: str) -> bool:
         return _index(ipr, name) is not None
 
 
-def _configure_peer(ifname: str, ipv4: str | None, gateway: str | None, ipv6: str | None,
-                    gateway6: str | None) -> None:
-    """Inside the container's namespace: lo up, eth0's addresses, up, default routes."""
-    if ipv6:
-        write_sysctl("net/ipv6/conf/all/disable_ipv6", "0")
-        write_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", "0")
-    with IPRoute() as ipr:
-        lo = _index(ipr, "lo")
-        if lo is not None:
-            ipr.link("set", index=lo, state="up")
-        idx = _index(ipr, ifname)
-        if idx is None:
-            raise RuntimeError(f"{ifname} did not arrive in the namespace")
-        if ipv4:
-            addr, plen = _split(ipv4)
-            ipr.addr("add", index=idx, address=addr, prefixlen=plen)
-        if ipv6:
-            addr, plen = _split(ipv6)
-            ipr.addr("add", index=idx, address=addr, prefixlen=plen, flags=IFA_F_NODAD)
-        ipr.link("set", index=idx, state="up")
-        if ipv4 and gateway:
-            ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx)
-        if ipv6 and gateway6:
-            ipr.route("add", dst="::/0", gateway=gateway6, oif=idx, family=10)
+def _ipv6_sysctls(ifname: str) -> None:
+    """Inside the container's namespace (a thread that joined it): IPv6 on for eth0."""
+    write_sysctl("net/ipv6/conf/all/disable_ipv6", "0")
+    write_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", "0")
 
 
 def attach(netns_path: str, bridge: str, endpoint_id: str, ipv4: str | None = None,
            gateway: str | None = None, ipv6: str | None = None, gateway6: str | None = None,
            mac: str | None = None, ifname: str = "eth0", mtu: int = 1500,
-           hairpin: bool = True) -> str:
+           hairpin: bool = True, inside: Rtnl | None = None) -> str:
     """Plug a namespace into a bridge; return the host end's name.
 
     The veth pair is created with its peer already inside the namespace under
-    its final name (one netlink request), then the namespace side gets its
-    addresses and routes. `ipv4`/`ipv6` are CIDRs (the container's address with
-    the subnet's prefix). Docker still routes `--internal` networks through the
-    gateway; the NAT rules are what keep their traffic on the bridge.
-    On failure nothing stays behind.
+    its final name, and the host end enslaved and up (one netlink request),
+    then the namespace side gets its addresses and routes through `inside`, a
+    netlink socket made in the namespace (netns.create_with / Rtnl.socket_in;
+    one is made here if not given). `ipv4`/`ipv6` are CIDRs (the container's
+    address with the subnet's prefix). Docker still routes `--internal`
+    networks through the gateway; the NAT rules are what keep their traffic on
+    the bridge. On failure nothing stays behind.
     """
     host = veth_name(endpoint_id)
-    with IPRoute() as ipr:
-        br = _index(ipr, bridge)
+    with Rtnl() as rt:
+        br = rt.link_index(bridge)
         if br is None:
             raise NotFound(f"bridge {bridge} does not exist")
-        old = _index(ipr, host)
-        if old is not None:  # a leftover of a crashed attempt for this endpoint
-            ipr.link("del", index=old)
-        peer: dict = {"ifname": ifname, "mtu": mtu}
-        if mac:
-            peer["address"] = mac
         fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            peer["net_ns_fd"] = fd
-            ipr.link("add", ifname=host, kind="veth", peer=peer, mtu=mtu, master=br)
+            try:
+                rt.add_veth(host, ifname, fd, br, mtu, mac)
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:
+                    raise
+                rt.link_del(host)  # a leftover of a crashed attempt for this endpoint
+                rt.add_veth(host, ifname, fd, br, mtu, mac)
         finally:
             os.close(fd)
         try:
-            hidx = _index(ipr, host)
-            netns.run_in(netns_path, _configure_peer, ifname, ipv4, gateway, ipv6, gateway6)
             if hairpin:  # a container may reach its own published port via the host
-                ipr.brport("set", index=hidx, mode=1)
-            ipr.link("set", index=hidx, state="up")
+                rt.set_hairpin(host)
+            own = inside is None
+            if own:
+                inside = Rtnl.socket_in(netns_path)
+            try:
+                if ipv6:
+                    netns.run_in(netns_path, _ipv6_sysctls, ifname)
+                inside.link_up(LOOPBACK_IFINDEX)
+                idx = inside.link_index(ifname)
+                if idx is None:
+                    raise RuntimeError(f"{ifname} did not arrive in the namespace")
+                if ipv4:
+                    inside.add_address(idx, ipv4)
+                if ipv6:
+                    inside.add_address(idx, ipv6, IFA_F_NODAD)
+                inside.link_up(idx)
+                if ipv4 and gateway:
+                    inside.add_default_route(gateway, idx)
+                if ipv6 and gateway6:
+                    inside.add_default_route(gateway6, idx)
+            finally:
+                if own:
+                    inside.close()
         except BaseException:
             detach(host)
             raise
@@ -204,15 +206,8 @@ def attach(netns_path: str, bridge: str, endpoint_id: str, ipv4: str | None = No
 
 def detach(host_veth: str) -> None:
     """Delete a veth pair by its host end (the peer goes with it); idempotent."""
-    with IPRoute() as ipr:
-        idx = _index(ipr, host_veth)
-        if idx is None:
-            return
-        try:
-            ipr.link("del", index=idx)
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:
-                raise
+    with Rtnl() as rt:
+        rt.link_del(host_veth)
 
 
 def list_veths(bridge: str | None = None) -> list[str]:

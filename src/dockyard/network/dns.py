@@ -129,6 +129,7 @@ class _Listener:
     udp: asyncio.DatagramTransport | None = None
     tcp: asyncio.base_events.Server | None = None
     socks: list[socket.socket] = field(default_factory=list)
+    starting: asyncio.Task | None = None  # serve_threadsafe's start, until it is done
 
 
 class _UDP(asyncio.DatagramProtocol):
@@ -172,12 +173,10 @@ class DNSServer:
 
     def _make_sockets(self) -> list[socket.socket]:
         """Runs in a thread inside the container's namespace: lo up, bind both sockets."""
-        from pyroute2 import IPRoute
+        from dockyard.network.rtnl import LOOPBACK_IFINDEX, Rtnl
 
-        with IPRoute() as ipr:
-            lo = ipr.link_lookup(ifname="lo")
-            if lo:
-                ipr.link("set", index=lo[0], state="up")
+        with Rtnl() as rt:
+            rt.link_up(LOOPBACK_IFINDEX)
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -226,6 +225,40 @@ class DNSServer:
             raise
         self._listeners[netns_path] = listener
 
+    def serve_threadsafe(self, loop: asyncio.AbstractEventLoop, netns_path: str,
+                         socks: list[socket.socket], key: str,
+                         search: list[str] | None = None, forward: bool = True) -> None:
+        """`serve` from a thread other than the loop's, without waiting for the loop (a
+        busy daemon's loop may take a while): the listener counts as serving at once
+        (`serving`, `close_in`), and the loop starts answering soon; the sockets are
+        bound already, so queries sent meanwhile wait in their buffers."""
+        listener = _Listener(key, [s.strip(".").lower() for s in search or []], forward,
+                             socks=socks)
+        old = self._listeners.get(netns_path)
+        self._listeners[netns_path] = listener
+        fut = asyncio.run_coroutine_threadsafe(self._start(netns_path, listener, old), loop)
+        fut.add_done_callback(_log_failure)
+
+    async def _start(self, netns_path: str, listener: _Listener, old: _Listener | None) -> None:
+        if old is not None:
+            self._close_listener(old)
+        loop = asyncio.get_running_loop()
+        listener.starting = asyncio.current_task()
+        try:
+            if self._listeners.get(netns_path) is listener:  # else closed before it began
+                listener.udp, _ = await loop.create_datagram_endpoint(
+                    lambda: _UDP(self, listener), sock=listener.socks[0])
+            if self._listeners.get(netns_path) is listener:
+                listener.tcp = await asyncio.start_server(
+                    lambda r, w: self._serve_tcp(listener, r, w), sock=listener.socks[1])
+        except BaseException:
+            if self._listeners.get(netns_path) is listener:
+                del self._listeners[netns_path]
+            raise
+        finally:
+            if self._listeners.get(netns_path) is not listener:  # closed, failed, replaced
+                self._close_listener(listener)
+
     def _close_listener(self, listener: _Listener) -> None:
         if listener.udp is not None:
             listener.udp.close()
@@ -239,6 +272,10 @@ class DNSServer:
         listener = self._listeners.pop(netns_path, None)
         if listener is None:
             return
+        starting = listener.starting
+        if starting is not None and not starting.done() \
+                and starting is not asyncio.current_task():
+            await asyncio.wait([starting])  # never close sockets a transport is taking over
         self._close_listener(listener)
         if listener.tcp is not None:
             with contextlib.suppress(Exception):
@@ -378,6 +415,11 @@ class DNSServer:
 
 def _udp_size(query: dns.message.Message) -> int:
     return max(512, query.payload) if query.edns >= 0 else 512
+
+
+def _log_failure(fut) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("embedded DNS listener: %s", fut.exception())
 
 
 async def _udp_exchange(host: str, port: int, data: bytes) -> bytes:
