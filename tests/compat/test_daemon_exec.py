@@ -62,6 +62,22 @@ def test_exec_stdin(docker: DockerCLI, box: str) -> None:
     assert r.returncode == 3 and r.stdout.strip() == "3"
 
 
+def test_exec_stdin_at_eof_keeps_the_output(docker: DockerCLI, box: str) -> None:
+    """`docker exec -i C sh -c 'echo x' </dev/null`: the CLI half-closes at once, so the
+    daemon's zero frame (stdin closed) can reach the monitor after the exec has ended;
+    the monitor must not close the stream with it unread (a unix socket closed with
+    unread data resets its peer, and the output still queued was lost: ~1 run in 30)."""
+    deadline, runs, lost = time.monotonic() + 8, 0, []
+    while runs < 120 and (runs < 40 or time.monotonic() < deadline):
+        r = subprocess.run([DOCKER, "exec", "-i", box, "sh", "-c", f"echo x{runs}"],
+                           stdin=subprocess.DEVNULL, capture_output=True, env=docker.env,
+                           timeout=30, check=False)
+        if r.returncode != 0 or r.stdout != f"x{runs}\n".encode():
+            lost.append((runs, r.returncode, r.stdout, r.stderr))
+        runs += 1
+    assert not lost, f"{len(lost)} of {runs} execs lost their output: {lost[:3]}"
+
+
 def test_exec_big_output(docker: DockerCLI, box: str) -> None:
     lines = docker("exec", box, "seq", "1", "30000").stdout.splitlines()
     assert len(lines) == 30000 and lines[-1] == "30000"

@@ -57,7 +57,9 @@ def resolve_images(backend: Backend, project: Project, names: list[str], opts: U
     from dockyard.compose.images import build_service
 
     ids: dict[str, str] = {}
-    known: dict[str, str | None] = {}
+    refs = [convert.image_name(project, n, project.services[n]) for n in names]
+    known: dict[str, str | None] = concurrently(
+        {ref: (backend.image_id, ref) for ref in dict.fromkeys(refs)})  # one round trip
     for name in names:
         svc = project.services[name]
         ref = convert.image_name(project, name, svc)
@@ -85,6 +87,31 @@ def resolve_images(backend: Backend, project: Project, names: list[str], opts: U
                 raise ComposeError(f"service {name}: image {ref} not found after pulling")
         ids[name] = image_id
     return ids
+
+
+def concurrently(calls: dict[Any, tuple[Any, ...]]) -> dict[Any, Any]:
+    """{key: (fn, *args)} -> {key: fn(*args)}, the calls on threads of their own (each
+    thread has its own connection to the daemon); the first error is raised."""
+    if len(calls) <= 1:
+        return {key: fn(*args) for key, (fn, *args) in calls.items()}
+    results: dict[Any, Any] = {}
+    errors: list[BaseException] = []
+
+    def one(key: Any, fn: Any, *args: Any) -> None:
+        try:
+            results[key] = fn(*args)
+        except Exception as e:  # noqa: BLE001 - raised in the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(key, *call), daemon=True)
+               for key, call in calls.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def orphans(backend: Backend, project: Project,
@@ -177,8 +204,10 @@ class Converger:
     # -- running ----------------------------------------------------------------------------
     def run(self) -> None:
         names, images = self.prepare()
-        self.resources(names)
-        current = self.backend.containers(self.project.name)
+        # the project's containers are listed while its networks and volumes are made
+        current = concurrently({"resources": (self.resources, names),
+                                "containers": (self.backend.containers, self.project.name)}
+                               )["containers"]
         found = orphans(self.backend, self.project, current)
         if found:
             if self.opts.remove_orphans:

@@ -34,6 +34,7 @@ from typing import Any
 STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2}
 MAX_BUFFER = 4 << 20  # an attacher that falls this far behind is cut off
 RETRY = 0.05
+LINGER = 5.0  # a finished stream waits this long for the daemon to close its side
 _LEN = struct.Struct(">I")
 _HEADER = struct.Struct(">BxxxI")
 
@@ -68,15 +69,21 @@ class Attachment:
         self.blocked = False  # stdin full: stop reading the connection
         self.retrying = False
         self.closed = False
+        self.lingering = False  # finished: output sent, waiting for the daemon's EOF
         self._mask = 0
         self._update()
+        if self.raw:  # stdin frames that came with the request (the zero frame too)
+            self._parse_stdin()
 
     # selector registration: READ unless blocked, WRITE while output is buffered
     def _update(self) -> None:
         if self.closed:
             return
-        mask = (0 if self.blocked else selectors.EVENT_READ) | \
-            (selectors.EVENT_WRITE if self.out else 0)
+        if self.lingering:
+            mask = selectors.EVENT_READ
+        else:
+            mask = (0 if self.blocked else selectors.EVENT_READ) | \
+                (selectors.EVENT_WRITE if self.out else 0)
         if mask == self._mask:
             return
         sel = self.mon.sel
@@ -98,6 +105,9 @@ class Attachment:
         self.flush_stdin()
 
     def ready(self, mask: int) -> None:
+        if self.lingering:
+            self._discard_input()
+            return
         if mask & selectors.EVENT_WRITE:
             self._send()
         if mask & selectors.EVENT_READ and not self.closed:
@@ -106,7 +116,7 @@ class Attachment:
     # -- output ---------------------------------------------------------------------------
 
     def sink(self, stream: str, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self.lingering:
             return
         self.out += frame(stream, data)
         if len(self.out) > MAX_BUFFER:
@@ -139,6 +149,9 @@ class Attachment:
             self.close()
             return
         self.raw += data
+        self._parse_stdin()
+
+    def _parse_stdin(self) -> None:
         while len(self.raw) >= 4:
             (n,) = _LEN.unpack_from(self.raw)
             if len(self.raw) < 4 + n:
@@ -153,7 +166,7 @@ class Attachment:
 
     def flush_stdin(self) -> None:
         r = self.running
-        if self.closed or r is None or r.finishing:
+        if self.closed or self.lingering or r is None or r.finishing:
             return
         if self.to_stdin:
             if r.stdin < 0:
@@ -192,7 +205,15 @@ class Attachment:
     # -- the end ----------------------------------------------------------------------------
 
     def finish(self, timeout: float = 2.0) -> None:
-        """The container exited: send what is buffered (bounded), then close."""
+        """The container exited: send what is buffered (bounded), then end the stream.
+
+        Gracefully: the write side is shut down (the daemon reads the output, then
+        EOF) and the connection is closed once the daemon has closed its side, its
+        last stdin frames read and dropped. Closing a unix socket with unread data
+        in it makes the peer's next read fail with ECONNRESET, and asyncio's
+        StreamReader then raises that before handing over the output it had
+        buffered: a client whose zero frame (stdin at EOF) crossed the exec's end
+        lost the output."""
         if self.closed:
             return
         deadline = time.monotonic() + timeout
@@ -204,13 +225,47 @@ class Attachment:
                 del self.out[:sent]
         except OSError:
             pass
-        self.close()
+        self.out.clear()
+        try:
+            self.conn.setblocking(False)
+            self.conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self._detach()
+        self.lingering = True
+        self.blocked = False
+        self._update()
+        self._discard_input()
+        if not self.closed:
+            self.mon._later(LINGER, self.close)
+
+    def _discard_input(self) -> None:
+        """(lingering) Read and drop what the daemon still sends; close at its EOF."""
+        while not self.closed:
+            try:
+                data = self.conn.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                return
 
     def close(self) -> None:
         if self.closed:
             return
         self._mask_off()
         self.closed = True
+        self._detach()
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+    def _detach(self) -> None:
+        """Stop being fed the container's output and forget the stream."""
         if self.running is not None and self.sink in self.running.sinks:
             self.running.sinks.remove(self.sink)
         pending = self.mon.pending_attach.get(self.cid)
@@ -221,10 +276,6 @@ class Attachment:
         attached = getattr(self.running, "attachments", None)
         if attached and self in attached:
             attached.remove(self)
-        try:
-            self.conn.close()
-        except OSError:
-            pass
 
     def _mask_off(self) -> None:
         if self._mask:

@@ -73,6 +73,7 @@ class Engine(EngineQueries):
         self._starting: set[str] = set()
         self._removing: set[str] = set()
         self._early: dict[str, dict] = {}
+        self._exiting: set[str] = set()  # exits being applied (their teardown runs)
         self._exits: dict[str, int] = {}
         self._timers: dict[str, threading.Timer] = {}
         self._delays: dict[str, float] = {}
@@ -308,7 +309,11 @@ class Engine(EngineQueries):
 
     def _on_event(self, event: dict) -> None:
         if event.get("event") == "exit":
-            self._apply_exit(event)
+            # each exit on a thread of its own: one container's teardown (its port rules
+            # are an iptables commit, its namespace an unmount) does not hold up the
+            # others' (`compose down` stops them all at once)
+            threading.Thread(target=self._apply_exit, args=(event,), daemon=True,
+                             name=f"exit-{str(event.get('id', ''))[:12]}").start()
         elif event.get("event") == "exec_exit":
             try:
                 c = self.store.get(event.get("container", ""))
@@ -329,14 +334,37 @@ class Engine(EngineQueries):
             except NotFound:
                 return
             if c.extra.get("token") != rec.get("token") or not c.state.Running \
+                    or c.state.Restarting or cid in self._exiting:
+                return
+            self._exiting.add(cid)
+            self.health.stopped(c)
+        # the teardown outside the lock (as remove's): the container still shows running,
+        # so stop/wait/remove keep waiting for it, while other containers' requests and
+        # exits go on
+        before = json.loads(json.dumps(c.extra))
+        try:
+            volmounts.deactivate(self.volumes, cid, c.extra.get("mountpoints") or [])
+            self.network.release(c)  # addresses, rules, DNS, netns
+        finally:
+            with self._cond:
+                self._exiting.discard(cid)
+        with self._cond:
+            released = c
+            try:
+                c = self.store.get(cid)  # with what changed meanwhile (stop's flag, ...)
+            except NotFound:
+                return
+            if c.extra.get("token") != rec.get("token") or not c.state.Running \
                     or c.state.Restarting:
                 return
+            for key in set(before) | set(released.extra):  # what the teardown changed
+                if key not in released.extra:
+                    c.extra.pop(key, None)
+                elif before.get(key) != released.extra[key]:
+                    c.extra[key] = released.extra[key]
             ran_for = time.time() - parse_time(c.state.StartedAt)
             code = int(rec.get("exit_code", 255))
             c.state.set_exited(code, bool(rec.get("oom_killed")), rec.get("finished_at"))
-            self.health.stopped(c)
-            volmounts.deactivate(self.volumes, cid, c.extra.get("mountpoints") or [])
-            self.network.release(c)  # addresses, rules, DNS, netns
             if c.state.OOMKilled:
                 self.emit(c, "oom")
             self.emit(c, "die", exitCode=code, execDuration=int(max(ran_for, 0)))

@@ -11,24 +11,40 @@ from dockyard.compose import convert, planner
 from dockyard.compose.backend import short_name
 from dockyard.compose.commands.lifecycle import _by_service, _parallel, _timeout
 from dockyard.compose.errors import ComposeError
+from dockyard.compose.up import concurrently
+from dockyard.errors import DockyardError
 
 
 def _stop_remove(cctx, project, cons: list[dict[str, Any]], timeout: int | None,
-                 volumes: bool) -> None:
+                 volumes: bool, all_stopped: Any = None) -> None:
     """Stop then remove each container; a service's containers once every service that
-    depends on it is stopped (services concurrently, like docker compose's graph walk)."""
+    depends on it is stopped (services concurrently, like docker compose's graph walk).
+    `all_stopped()` is called once every container is stopped (not if a stop failed)."""
     b = cctx.backend
     groups = _by_service(cons)
     waits = {s: [d for d in groups if d != s and s in planner.dependencies(
         project.services.get(d) or {})] for s in groups}
     done = {s: threading.Event() for s in groups}
     errors: list[str] = []
+    left = [len(cons)]
+    lock = threading.Lock()
+
+    def stopped() -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last and all_stopped is not None:
+            all_stopped()
+
+    if not cons and all_stopped is not None:
+        all_stopped()
 
     def one(c: dict[str, Any]) -> None:
         if c.get("State") in ("running", "paused", "restarting"):
             b.status(f" Container {short_name(c)}  Stopping")
             b.stop(c["Id"], timeout)
             b.status(f" Container {short_name(c)}  Stopped")
+        stopped()
         b.status(f" Container {short_name(c)}  Removing")
         b.remove(c["Id"], force=True, volumes=volumes)
         b.status(f" Container {short_name(c)}  Removed")
@@ -64,11 +80,44 @@ def down(argv: list[str], cctx) -> int:
                  "If you removed or renamed this service in your compose file, you can run "
                  "this command with the --remove-orphans flag to clean it up.")
         cons = [c for c in cons if c["Id"] not in orphan_ids]
-    _stop_remove(cctx, project, cons, timeout, p["volumes"])
-    jobs = [lambda: _remove_networks(cctx, project)]
+    # The project's networks and volumes are looked up while its containers go; the
+    # networks are removed as soon as every container is stopped (a stopped container
+    # has no endpoint left: dockerd removes such a network too), while the containers
+    # are being removed; the volumes once the containers are gone.
+    lookups = {"networks": (b.project_networks, project.name)}
     if p["volumes"]:
-        jobs.append(lambda: _remove_volumes(cctx, project))
-    errors = _parallel(jobs, lambda job: job())
+        lookups["volumes"] = (b.project_volumes, project.name)
+    found: dict[str, Any] = {}
+    errors: list[str] = []
+
+    def look_up() -> None:
+        try:
+            found.update(concurrently(lookups))
+        except DockyardError as e:
+            errors.append(str(e))
+    looker = threading.Thread(target=look_up, daemon=True)
+    looker.start()
+
+    def networks() -> None:
+        looker.join()
+        if "networks" in found:
+            try:
+                _remove_networks(cctx, project, found["networks"])
+            except DockyardError as e:
+                errors.append(str(e))
+    remover = threading.Thread(target=networks, daemon=True)
+    try:
+        _stop_remove(cctx, project, cons, timeout, p["volumes"], all_stopped=remover.start)
+        looker.join()
+        if "volumes" in found:
+            try:
+                _remove_volumes(cctx, project, found["volumes"])
+            except DockyardError as e:
+                errors.append(str(e))
+    finally:
+        looker.join()
+        if remover.ident is not None:
+            remover.join()
     if errors:
         raise ComposeError(errors[0])
     if p["rmi"]:
@@ -76,18 +125,21 @@ def down(argv: list[str], cctx) -> int:
     return 0
 
 
-def _remove_networks(cctx, project) -> None:
+def _remove_networks(cctx, project, labelled: list[dict[str, Any]]) -> None:
+    """The project's networks: those of its file, and those labelled with its name
+    (`labelled`, listed before; those exist, the others are looked up)."""
     from dockyard.errors import NotFound
 
     b = cctx.backend
     names = {project.network_name(k) for k, n in project.networks.items()
              if not n.get("external")}
-    names |= {n["Name"] for n in b.project_networks(project.name)}
-    for name in sorted(names):
-        try:
-            b.client.get(f"/networks/{name}")
-        except NotFound:
-            continue
+    known = {n["Name"] for n in labelled}
+    for name in sorted(names | known):
+        if name not in known:
+            try:
+                b.client.get(f"/networks/{name}")
+            except NotFound:
+                continue
         b.status(f" Network {name}  Removing")
         try:
             b.client.delete(f"/networks/{name}")
@@ -96,13 +148,13 @@ def _remove_networks(cctx, project) -> None:
         b.status(f" Network {name}  Removed")
 
 
-def _remove_volumes(cctx, project) -> None:
+def _remove_volumes(cctx, project, labelled: list[dict[str, Any]]) -> None:
     from dockyard.errors import NotFound
 
     b = cctx.backend
     names = {project.volume_name(k) for k, v in project.volumes.items()
              if not v.get("external")}
-    names |= {v["Name"] for v in b.project_volumes(project.name)}
+    names |= {v["Name"] for v in labelled}
     for name in sorted(names):
         try:
             b.client.delete(f"/volumes/{name}")

@@ -51,18 +51,6 @@ def _container(cctx, service: str, index: int) -> dict[str, Any]:
     return cons[0]
 
 
-def _stdin_useful() -> bool:
-    """False when fd 0 is closed or /dev/null: nothing to send, so stdin is not attached
-    (a pipe or a file still is: `compose exec -T db psql < dump.sql`)."""
-    import stat
-
-    try:
-        st = os.fstat(0)
-    except OSError:
-        return False
-    return not (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3))
-
-
 def exec_(argv: list[str], cctx) -> int:
     from dockyard.cli import tty
 
@@ -79,7 +67,7 @@ def exec_(argv: list[str], cctx) -> int:
     if p["detach"]:
         args.append("-d")
     else:
-        if p["interactive"] and _stdin_useful():
+        if p["interactive"]:
             args.append("-i")
         if not p["no-TTY"] and p["tty"] and tty.is_tty(0):
             args.append("-t")
@@ -156,7 +144,7 @@ def run(argv: list[str], cctx) -> int:
     detach = p["detach"]
     use_tty = not detach and not p["no-TTY"] and p["tty"] and tty.is_tty(0)
     svc["tty"] = use_tty
-    svc["stdin_open"] = p["interactive"] and not detach and _stdin_useful()
+    svc["stdin_open"] = p["interactive"] and not detach
     slug = secrets.token_hex(6)
     body = convert.create_body(project, service, svc, 1, images[service], oneoff=True,
                                resolve_service=b.service_container)
