@@ -52,22 +52,39 @@ class NetworkOps:
                                       for e in eps}))
         return out
 
-    def _drop(self, net: NetworkRecord) -> None:
-        if net.driver == "bridge":
-            bridge.delete_bridge(net.bridge_name)
-        self._emit("destroy", net)
+    def _drop_all(self, nets: list[NetworkRecord]) -> None:
+        """Delete the networks' bridges and rewrite the rules without them, at the same
+        time: the kernel takes tens of milliseconds to unregister a bridge, and the
+        rules' commit as long (both are done when this returns)."""
+        import threading
+
+        failures: list[BaseException] = []
+
+        def delete_bridges() -> None:
+            for net in nets:
+                if net.driver == "bridge":
+                    try:
+                        bridge.delete_bridge(net.bridge_name)
+                    except Exception as e:  # noqa: BLE001 - raised below, in the caller
+                        failures.append(e)
+        worker = threading.Thread(target=delete_bridges, name="bridge-delete")
+        worker.start()
+        try:
+            self.sync()
+        finally:
+            worker.join()
+        for net in nets:
+            self._emit("destroy", net)
+        if failures:
+            raise failures[0]
 
     def remove_network(self, ref: str) -> None:
-        net = self.store.remove(ref)
-        self._drop(net)
-        self.sync()
+        self._drop_all([self.store.remove(ref)])
 
     def prune_networks(self, filters: dict[str, list[str]] | None = None) -> list[str]:
         removed = self.store.prune(filters)
-        for net in removed:
-            self._drop(net)
         if removed:
-            self.sync()
+            self._drop_all(removed)
         return [n.name for n in removed]
 
     # -- connect / disconnect --------------------------------------------------------------
