@@ -79,14 +79,15 @@ def _terminate(proc: subprocess.Popen) -> int:
 
 
 class Daemon:
-    def __init__(self, root: Path, *extra: str) -> None:
+    def __init__(self, root: Path, *extra: str, settings: dict | None = None) -> None:
+        """`settings`: more daemon.json keys."""
         self.root = root
         self.sock = str(root / "d.sock")
         self.data_root = str(root / "data")
         self.pidfile = root / "d.pid"
         config = root / "daemon.json"
         config.write_text(json.dumps({"debug": False, "insecure-registries": [],
-                                      **private_network_config(root)}))
+                                      **private_network_config(root), **(settings or {})}))
         self.log = open(root / "daemon.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             _dockyard("daemon", "-H", f"unix://{self.sock}", "--data-root", self.data_root,

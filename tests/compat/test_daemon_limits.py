@@ -223,9 +223,50 @@ def test_docker_sdk_limits_restart_stats_logs(daemon, busybox: str) -> None:
         assert stats["pids_stats"]["current"] >= 1
         assert stats["memory_stats"]["usage"] > 0
         assert "cpu_usage" in stats["cpu_stats"]
+        assert set(stats["networks"]) == {"eth0"}  # the default bridge; lo left out
+        assert stats["networks"]["eth0"]["rx_bytes"] >= 0
         looper.stop(timeout=1)
         assert looper.wait()["StatusCode"] in (137, 143)
     finally:
         for c in made:
             c.remove(force=True)
         client.close()
+
+
+def test_daemon_default_ulimits(tmp_path, rootfs_tar_for_limits) -> None:
+    """daemon.json default-ulimits: containers get them unless they set that ulimit."""
+    from test_daemon_images import Daemon
+
+    d = Daemon(tmp_path, "--exec-root", str(tmp_path / "exec"), settings={
+        "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1000, "Hard": 2000}}})
+    try:
+        config = tmp_path / "cli"
+        config.mkdir()
+        cli = DockerCLI(d, config)
+        cli("import", "-c", 'CMD ["sh"]', str(rootfs_tar_for_limits), "busybox:dyk")
+        out = cli("run", "--rm", "busybox:dyk", "sh", "-c", "ulimit -n; ulimit -Hn").stdout
+        assert out.split() == ["1000", "2000"]
+        out = cli("run", "--rm", "--ulimit", "nofile=100:200", "busybox:dyk", "sh", "-c",
+                  "ulimit -n; ulimit -Hn").stdout
+        assert out.split() == ["100", "200"]
+    finally:
+        assert d.stop() == 0, d.logs()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(RuntimeError, match="default-ulimits.nofile"):
+        Daemon(bad, "--exec-root", str(bad / "exec"), settings={
+            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 5, "Hard": 1}}})
+
+
+@pytest.fixture
+def rootfs_tar_for_limits(tmp_path_factory: pytest.TempPathFactory):
+    import tarfile
+
+    from dockyard.devtools.busybox import make_rootfs
+
+    work = tmp_path_factory.mktemp("limits-rootfs")
+    root = make_rootfs(str(work / "rootfs"))
+    out = work / "busybox.tar"
+    with tarfile.open(out, "w") as tar:
+        tar.add(root, arcname=".")
+    return out

@@ -50,13 +50,14 @@ APPLIED: dict[str, type | tuple[type, ...]] = {
     "tlsverify": bool, "tlscacert": str, "tlscert": str, "tlskey": str,
     "exec-root": str, "live-restore": bool,
     "init": bool, "init-path": str, "log-driver": str, "log-opts": dict, "detach-keys": str,
+    "default-ulimits": dict,
     # networks (engine/networking.py); dockyard-chain-prefix is ours: the iptables chains' prefix
     "bridge": str, "bip": str, "default-address-pools": list, "iptables": bool, "dns": list,
     "dns-search": list, "dns-opts": list, "dockyard-chain-prefix": str,
 }
 # Docker's keys that later parts of the engine will honour: accepted, ignored for now
 LATER = frozenset({
-    "default-ulimits", "storage-driver", "storage-opts", "default-runtime",
+    "storage-driver", "storage-opts", "default-runtime",
     "runtimes", "features", "builder", "labels", "max-concurrent-downloads",
     "max-concurrent-uploads", "max-download-attempts", "shutdown-timeout",
     "mtu", "userland-proxy", "ip-forward", "ip6tables", "ipv6",
@@ -90,6 +91,7 @@ class Settings:
     log_driver: str = "json-file"
     log_opts: dict[str, str] = field(default_factory=dict)
     detach_keys: str = ""  # attach's default detach keys (docker's: ctrl-p,ctrl-q)
+    default_ulimits: list = field(default_factory=list)  # [{"Name", "Soft", "Hard"}]
     bridge: str = "dockyard0"  # the default network's Linux bridge
     bip: str = ""  # its gateway/prefix (default 172.30.0.1/16)
     default_address_pools: list[dict] = field(default_factory=list)
@@ -187,6 +189,7 @@ def settings_from(argv: list[str], default_data_root: str = DEFAULT_DATA_ROOT) -
     s.log_driver = doc.get("log-driver") or "json-file"
     s.log_opts = {str(k): str(v) for k, v in (doc.get("log-opts") or {}).items()}
     s.detach_keys = doc.get("detach-keys", "")
+    s.default_ulimits = _default_ulimits(doc.get("default-ulimits") or {})
     s.bridge = doc.get("bridge") or s.bridge
     s.bip = doc.get("bip", "")
     s.default_address_pools = list(doc.get("default-address-pools") or [])
@@ -196,6 +199,29 @@ def settings_from(argv: list[str], default_data_root: str = DEFAULT_DATA_ROOT) -
                                                                       "dns-opts"))
     _check_container_defaults(s)
     return s
+
+
+def _default_ulimits(doc: dict) -> list[dict]:
+    """daemon.json's {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 2048}} -> the
+    HostConfig.Ulimits entries containers get for the names they do not set."""
+    from dockyard.engine.spec import RLIMIT_NAMES
+
+    out = []
+    for key, value in doc.items():
+        where = f"default-ulimits.{key}"
+        if not isinstance(value, dict):
+            raise ConfigError(where, "must be an object with Name, Soft and Hard")
+        name = str(value.get("Name") or key).lower()
+        soft, hard = value.get("Soft"), value.get("Hard")
+        if name not in RLIMIT_NAMES:
+            raise ConfigError(where, f"invalid ulimit type: {name}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (soft, hard)):
+            raise ConfigError(where, "Soft and Hard must be integers")
+        if soft > hard:
+            raise ConfigError(where, f"ulimit soft limit must be less than or equal to hard "
+                                     f"limit: {soft} > {hard}")
+        out.append({"Name": name, "Soft": soft, "Hard": hard})
+    return out
 
 
 def _check_container_defaults(s: Settings) -> None:
@@ -354,6 +380,7 @@ def make_engine(s: Settings, images, loop=None):
                     init_path=os.path.abspath(s.init_path) if s.init_path else None,
                     network=make_network(s, loop))
     engine.detach_keys = s.detach_keys  # read by api/attach.py
+    engine.default_ulimits = s.default_ulimits
     return engine
 
 

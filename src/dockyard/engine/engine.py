@@ -53,6 +53,7 @@ class Engine(EngineQueries):
         self.events = events or EventBus()
         self.init_default, self.init_path = init, init_path  # daemon.json init, init-path
         self.detach_keys = ""  # daemon.json detach-keys (the API's default for attach)
+        self.default_ulimits: list[dict] = []  # daemon.json default-ulimits
         self.data_root = os.path.abspath(data_root)
         self.exec_root = os.path.abspath(exec_root)
         self.images = image_service
@@ -116,7 +117,7 @@ class Engine(EngineQueries):
 
     def _spec(self, c: Container, rootfs: str) -> dict:
         return specmod.build(c, rootfs, init_default=self.init_default,
-                             init_path=self.init_path)
+                             init_path=self.init_path, default_ulimits=self.default_ulimits)
 
     def _save(self, c: Container) -> None:
         self.store.save(c)

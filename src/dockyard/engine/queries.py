@@ -96,12 +96,15 @@ class EngineQueries:
     def stats(self, ref: str, previous: dict | None = None) -> dict:
         c = self.store.get(ref)
         data: dict = {}
+        networks: dict = {}
         if c.state.Running and not c.state.Restarting:
             try:
                 data = rt.stats(self.runtime_root, c.id)
             except DockyardError:
                 data = {}
-        return procinfo.docker_stats(data, c.name, c.id, previous)
+            if (c.host_config.get("NetworkMode") or "") != "host" and c.state.Pid:
+                networks = procinfo.net_stats(c.state.Pid)
+        return procinfo.docker_stats(data, c.name, c.id, previous, networks)
 
     def oom_count(self, ref: str) -> int:
         c = self.store.get(ref)

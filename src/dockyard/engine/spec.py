@@ -277,10 +277,11 @@ def wants_init(hc: dict, default: bool = False) -> bool:
 
 
 def build(c: Container, rootfs: str, *, init_default: bool = False,
-          init_path: str | None = None) -> dict:
+          init_path: str | None = None, default_ulimits: list[dict] | None = None) -> dict:
     """The OCI config for container `c` whose root file system is mounted at `rootfs`.
 
-    init_default/init_path: the daemon's "init" and "init-path" settings."""
+    init_default/init_path: the daemon's "init" and "init-path" settings;
+    default_ulimits: its "default-ulimits" (for the names the container sets none of)."""
     cfg, hc = c.config, c.host_config
     privileged = bool(hc.get("Privileged"))
     hostname = hostname_of(c)
@@ -307,7 +308,10 @@ def build(c: Container, rootfs: str, *, init_default: bool = False,
     }
     if user.additional_gids:
         process["user"]["additionalGids"] = user.additional_gids
-    if limits := rlimits(hc):
+    own = {str(u.get("Name", "")).lower() for u in hc.get("Ulimits") or []}
+    merged = list(hc.get("Ulimits") or []) + [
+        u for u in default_ulimits or [] if str(u.get("Name", "")).lower() not in own]
+    if limits := rlimits({"Ulimits": merged}):
         process["rlimits"] = limits
     if hc.get("OomScoreAdj"):
         process["oomScoreAdj"] = int(hc["OomScoreAdj"])
