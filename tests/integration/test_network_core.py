@@ -651,3 +651,25 @@ def test_embedded_dns_served_without_waiting_for_the_loop(env):
     finally:
         lt.run(server.close())
         lt.stop()
+
+
+def test_host_routes_match_the_kernels_main_table() -> None:
+    """host_routes reads /proc; it must list what a netlink dump of the main table lists
+    (defaults and IPv6 host/multicast routes aside)."""
+    from pyroute2 import IPRoute
+
+    expected = set()
+    with IPRoute() as ipr:
+        for fam in (2, 10):
+            for r in ipr.get_routes(family=fam, table=254):
+                dst = r.get("dst")
+                if dst is None or not r["dst_len"]:
+                    continue
+                net = ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False)
+                if net.version == 6 and (net.prefixlen == 128 or net.is_multicast):
+                    continue
+                expected.add(net)
+    assert expected <= set(bridge.host_routes()) | {
+        n for n in expected if n.version == 6 and n.is_link_local}
+    assert {n for n in bridge.host_routes() if n.version == 4} == \
+        {n for n in expected if n.version == 4}

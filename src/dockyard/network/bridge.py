@@ -245,21 +245,45 @@ def remove_stale_veths(bridge: str, endpoint_ids: list[str]) -> list[str]:
 
 def host_routes(exclude_bridges: tuple[str, ...] = ()) -> list[ipaddress.IPv4Network
                                                               | ipaddress.IPv6Network]:
-    """Destinations of the host's routes (main table), for IPAM to avoid.
+    """Destinations of the host's routes, for IPAM to avoid (default routes, host and
+    multicast routes left out).
 
-    Routes through `exclude_bridges` (our own) are left out: those subnets are
-    already known to the store.
+    Read from /proc/net/route and /proc/net/ipv6_route: a netlink dump through pyroute2
+    costs tens of milliseconds on every network create. Routes through
+    `exclude_bridges` (our own) are left out: those subnets are already in the store.
     """
-    with IPRoute() as ipr:
-        skip = {i for i in (_index(ipr, b) for b in exclude_bridges) if i is not None}
-        out: list = []
-        for fam in (2, 10):
-            for r in ipr.get_routes(family=fam, table=254):
-                dst = r.get("dst")
-                if dst is None or r.get("oif") in skip:
-                    continue
-                try:
-                    out.append(ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False))
-                except ValueError:
-                    continue
-        return out
+    skip = set(exclude_bridges) | {"lo"}
+    out: list = []
+    try:
+        with open("/proc/net/route") as f:
+            rows = f.read().splitlines()[1:]
+    except OSError:
+        rows = []
+    for row in rows:
+        fields = row.split()
+        if len(fields) < 8 or fields[0] in skip:
+            continue
+        try:
+            dst = ipaddress.IPv4Address(int(fields[1], 16).to_bytes(4, "little"))
+            mask = ipaddress.IPv4Address(int(fields[7], 16).to_bytes(4, "little"))
+            net = ipaddress.ip_network(f"{dst}/{mask}", strict=False)
+        except ValueError:
+            continue
+        if net.prefixlen:
+            out.append(net)
+    try:
+        with open("/proc/net/ipv6_route") as f:
+            rows = f.read().splitlines()
+    except OSError:
+        rows = []
+    for row in rows:
+        fields = row.split()
+        if len(fields) < 10 or fields[9] in skip:
+            continue
+        try:
+            net = ipaddress.IPv6Network((int(fields[0], 16), int(fields[1], 16)), strict=False)
+        except ValueError:
+            continue
+        if 0 < net.prefixlen < 128 and not net.is_multicast:
+            out.append(net)
+    return out
