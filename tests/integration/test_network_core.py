@@ -467,6 +467,32 @@ def test_sync_is_idempotent_and_remove_all_leaves_nothing(env):
     assert other.present_chains() == []
 
 
+def test_incremental_sync_matches_a_full_rewrite(env):
+    """After a full sync, publishing and unpublishing only deletes and inserts rules;
+    the kernel then holds, in order, exactly what a rewrite from scratch gives."""
+    net, = free_subnets(1)
+    br = env.bridge("i", net)
+
+    def ours() -> list[str]:
+        text = subprocess.run(["iptables-save"], capture_output=True, text=True,
+                              check=True).stdout
+        return [line for line in text.splitlines()
+                if line.startswith("-A ") and env.nat.prefix in line.split()[1]]
+
+    p1 = PortMapping(br, host(net, 2), 80, "tcp", "", 40131)
+    p2 = PortMapping(br, host(net, 3), 53, "udp", "127.0.0.1", 40132)
+    states = [nat_state((br, net), ports=[]), nat_state((br, net), ports=[p1]),
+              nat_state((br, net), ports=[p1, p2]), nat_state((br, net), ports=[p2]),
+              nat_state((br, net), ports=[])]
+    env.nat.sync(states[0])
+    for st in states[1:]:
+        env.nat.sync(st)  # incremental
+        incremental_rules = ours()
+        fresh = Nat(prefix=env.nat.prefix)
+        fresh.sync(st, verify=True)  # a full rewrite of the same chains
+        assert ours() == incremental_rules
+
+
 def test_ipv6_rules_follow_ipv6_networks(env):
     net, = free_subnets(1)
     br = env.bridge("6", net)

@@ -83,3 +83,60 @@ def test_host_ip_family_must_match():
     nat = Nat("DY").render(st, 4)["nat"]
     assert not any("7000" in r for r in nat)
     assert "-A DY -p tcp -m tcp --dport 7001 -j DNAT --to-destination 10.1.0.2:81" in nat
+
+
+def _apply_ops(chains: dict[str, list[str]], lines: list[str]) -> None:
+    """What iptables-restore does with -D/-I lines, on {chain: [spec, ...]}."""
+    for line in lines:
+        if line.startswith(("*", "COMMIT")):
+            continue
+        op, chain, rest = line.split(" ", 2)
+        if op == "-D":
+            chains[chain].remove(rest)
+        else:
+            pos, spec = rest.split(" ", 1)
+            chains.setdefault(chain, []).insert(int(pos) - 1, spec)
+
+
+def _chains(rules: dict[str, list[str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for table in ("nat", "filter"):
+        for r in rules[table]:
+            _, chain, spec = r.split(" ", 2)
+            out.setdefault(chain, []).append(spec)
+    return out
+
+
+def _ports(*specs):
+    return [PortMapping(b, ip, cp, "tcp", "", hp) for b, ip, cp, hp in specs]
+
+
+@pytest.mark.parametrize("before,after", [
+    ([], [("br-a", "10.1.0.2", 80, 8080)]),  # publish
+    ([("br-a", "10.1.0.2", 80, 8080)], []),  # unpublish
+    ([("br-a", "10.1.0.2", 80, 8080)],
+     [("br-a", "10.1.0.2", 80, 8080), ("br-c", "10.3.0.5", 22, 2222)]),  # another bridge
+    ([("br-a", "10.1.0.2", 80, 8080), ("br-c", "10.3.0.5", 22, 2222)],
+     [("br-c", "10.3.0.5", 22, 2222), ("br-a", "10.1.0.9", 443, 8443)]),
+])
+def test_incremental_reaches_the_full_render(before, after):
+    from dockyard.network.nat import incremental
+
+    nat = Nat("DY")
+    bridges = [BridgeState("br-a", ("10.1.0.0/24",)), BridgeState("br-c", ("10.3.0.0/24",))]
+    old = nat.render(NatState(bridges, _ports(*before)), 4)
+    new = nat.render(NatState(bridges, _ports(*after)), 4)
+    ops = incremental(old, new)
+    assert ops is not None and ops  # something changed, and in place
+    chains = _chains(old)
+    _apply_ops(chains, ops)
+    assert {c: r for c, r in chains.items() if r} == _chains(new)
+    assert incremental(new, new) == []  # nothing to commit
+
+
+def test_incremental_refuses_a_reorder():
+    from dockyard.network.nat import incremental
+
+    a = {"nat": ["-A DY -p tcp -j ACCEPT", "-A DY -p udp -j ACCEPT"], "filter": []}
+    b = {"nat": ["-A DY -p udp -j ACCEPT", "-A DY -p tcp -j ACCEPT"], "filter": []}
+    assert incremental(a, b) is None

@@ -71,6 +71,37 @@ def _version(addr: str) -> int:
     return ipaddress.ip_network(addr, strict=False).version
 
 
+def _chain_of(rule: str) -> str:
+    return rule.split(" ", 2)[1]
+
+
+def incremental(old: dict[str, list[str]], new: dict[str, list[str]]) -> list[str] | None:
+    """The iptables-restore lines (per table, with COMMIT) that turn our chains' rules
+    `old` into `new` by deleting and inserting only what differs — or None when that
+    cannot keep the order (then the chains are rewritten whole). Deleting a rule and
+    inserting one at its place are far cheaper to commit than flushing and refilling
+    every chain. `[]`: nothing to do."""
+    lines: list[str] = []
+    for table in ("nat", "filter"):
+        before, after = old.get(table, []), new.get(table, [])
+        if len(set(before)) != len(before) or len(set(after)) != len(after):
+            return None  # duplicates: positions would be ambiguous
+        kept_old = [r for r in before if r in set(after)]
+        kept_new = [r for r in after if r in set(before)]
+        if kept_old != kept_new:
+            return None  # the rules we keep would change order
+        ops = ["-D" + r[2:] for r in before if r not in set(after)]
+        position: dict[str, int] = {}
+        for r in after:
+            chain = _chain_of(r)
+            position[chain] = position.get(chain, 0) + 1
+            if r not in set(before):  # ascending positions: each lands where `new` has it
+                ops.append(f"-I {chain} {position[chain]} {r.split(' ', 2)[2]}")
+        if ops:
+            lines += [f"*{table}", *ops, "COMMIT"]
+    return lines
+
+
 class Nat:
     """Applies NatState to the kernel. Thread-safe; one instance per daemon."""
 
@@ -82,6 +113,8 @@ class Nat:
         self._lock = threading.Lock()
         # per family: True = our hooks and chains are in place, False = absent, None = unknown
         self._installed: dict[int, bool | None] = {4: None, 6: None}
+        # per family: the rules our chains hold since our last successful restore
+        self._applied: dict[int, dict[str, list[str]] | None] = {4: None, 6: None}
 
     # -- chain names
 
@@ -210,6 +243,15 @@ class Nat:
             return  # known absent
         if state is not None and self._installed[version] and not verify:
             existing = None  # hooks known in place: skip iptables-save (it is slow)
+            rules = self.render(state, version)
+            known = self._applied[version]
+            delta = incremental(known, rules) if known is not None else None
+            if delta is not None:
+                if delta:
+                    self._applied[version] = None  # unknown if the restore fails
+                    self._run([tool, "--noflush", "--wait"], "\n".join(delta) + "\n")
+                self._applied[version] = rules
+                return
         else:
             existing = self._save(version)
             if state is None and not any(f":{c} " in existing
@@ -217,8 +259,10 @@ class Nat:
                 self._installed[version] = False
                 return
         self._installed[version] = None  # unknown until the restore succeeded
+        self._applied[version] = None
         self._run([tool, "--noflush", "--wait"], self.restore_input(state, version, existing))
         self._installed[version] = state is not None
+        self._applied[version] = self.render(state, version) if state is not None else None
 
     def _want_v6(self, state: NatState) -> bool:
         if self.ipv6 is not None:
