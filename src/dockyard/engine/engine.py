@@ -39,6 +39,10 @@ from dockyard.runtime import container as rt
 from dockyard.volume.service import VolumeService
 
 
+class _StoppedMeanwhile(Exception):
+    """A restart's launch found the container stopped by the user meanwhile."""
+
+
 class NotModified(DockyardError):
     """Nothing to do (the API's 304): already started, already stopped."""
 
@@ -249,6 +253,7 @@ class Engine(EngineQueries):
 
     def _launch(self, c: Container) -> None:
         """Start `c` (its id is in self._starting) and record the result."""
+        restarting = c.state.Restarting
         try:
             rootfs, exit_file, log_path = self._paths(c)
             if not is_mount_point(rootfs):
@@ -264,8 +269,15 @@ class Engine(EngineQueries):
             os.replace(tmp, os.path.join(c.path, "config.json"))
             token = secrets.token_hex(8)
             with self._cond:
-                c.extra["token"] = token
-                self._save(c)
+                # a fresh read: a stop may have come while we prepared (and a restart
+                # that was stopped meanwhile must not start after all)
+                fresh = self.store.get(c.id)
+                if c.state.Restarting and not fresh.state.Restarting:
+                    raise _StoppedMeanwhile()
+                fresh.extra.update(c.extra)  # what the network and volume setup recorded
+                fresh.extra["token"] = token
+                self._save(fresh)
+                c = fresh
             try:
                 os.unlink(exit_file)
             except FileNotFoundError:
@@ -279,13 +291,20 @@ class Engine(EngineQueries):
                      "opts": log.get("Config") or {}})
         except BaseException as e:
             volmounts.deactivate(self.volumes, c.id, c.extra.get("mountpoints") or [])
+            self.network.release(c)  # `c` knows what setup made, even if not saved
+            if isinstance(e, _StoppedMeanwhile):
+                with self._cond:
+                    self._starting.discard(c.id)
+                    self._cond.notify_all()
+                return
+            released = c
             with self._cond:
                 self._starting.discard(c.id)
                 try:
                     c = self.store.get(c.id)
                 except NotFound:
                     raise e from None
-                self.network.release(c)
+                c.extra.update(released.extra)  # the network settings, addresses cleared
                 message = str(e)
                 c.state.Error = message
                 c.state.ExitCode = _start_error_code(message)
@@ -297,12 +316,16 @@ class Engine(EngineQueries):
         with self._cond:
             self._starting.discard(c.id)
             c = self.store.get(c.id)
+            # stopped by the user while this restart was starting: it must not live on
+            stopped_meanwhile = restarting and not c.state.Restarting and not c.state.Running
             c.state.set_running(pid)
             c.state.StartedAt = started_at or c.state.StartedAt
             self.health.watch(c)
             self._save(c)
             early = self._early.pop(c.id, None)
         self.emit(c, "start")
+        if stopped_meanwhile:
+            self._signal(c, sg.SIGKILL)  # its exit is recorded as a user stop
         if early is not None:
             self._apply_exit(early)
 
