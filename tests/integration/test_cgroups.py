@@ -76,6 +76,18 @@ def _start(cg: c.Cgroup, code: str, *, wait_stdin: bool = True) -> subprocess.Po
     return p
 
 
+def _execd(pids: list[int], program: str) -> int:
+    """How many of `pids` run `program` (have exec'd it)."""
+    count = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                count += f.read().split(b"\0")[0].endswith(program.encode())
+        except OSError:
+            pass
+    return count
+
+
 def _read(cg: CgroupV1, ctrl: str, name: str) -> str:
     d = cg.dir(ctrl)
     assert d is not None
@@ -376,7 +388,10 @@ def test_v2_basic_lifecycle(v2cg: CgroupV2) -> None:
 def test_v2_kill_all_with_signal_and_children(v2cg: CgroupV2) -> None:
     v2cg.create()
     p = _start(v2cg, "trap 'kill $(jobs -p); exit 4' TERM; sleep 60 & sleep 60 & wait; wait")
-    c.wait_until(lambda: len(v2cg.pids()) == 3, 5.0, "children")
+    # the children must have exec'd sleep: a forked shell not yet exec'd still has the
+    # shell's TERM trap, takes the signal for it, then execs sleep and lives on
+    c.wait_until(lambda: len(v2cg.pids()) == 3 and _execd(v2cg.pids(), "sleep") == 2, 5.0,
+                 "children")
     v2cg.kill_all(signal.SIGTERM)
     assert not v2cg.is_frozen()
     p.wait(timeout=10)
