@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from dockyard.errors import InvalidArgument
-from dockyard.image.layerdiff import _Exact, _xattrs
+from dockyard.image.layerdiff import EntryWriter, _xattrs
 from dockyard.image.layers import _Applier
 from dockyard.image.tarreader import DIRECTORY, HARDLINK, CountingReader, LayerLimits, TarReader
 from dockyard.image.tarwalk import SafeRoot, show, split_path
@@ -28,30 +28,19 @@ from dockyard.image.tarwalk import SafeRoot, show, split_path
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class TreeWriter:
+class TreeWriter(EntryWriter):
     """Entries under `top` (the archive name of the starting point)."""
 
     def __init__(self, out: BinaryIO, mounts: Callable[[str], int | None] | None = None,
                  skip: frozenset[str] = frozenset()):
-        self.tar = tarfile.open(fileobj=out, mode="w|",  # type: ignore[call-overload]  # noqa: SIM115
-                                format=tarfile.PAX_FORMAT)
-        self.links: dict[tuple[int, int], str] = {}
+        super().__init__(tarfile.open(fileobj=out, mode="w|",  # type: ignore[call-overload]  # noqa: SIM115
+                                      format=tarfile.PAX_FORMAT))
         self.mounts = mounts or (lambda _rel: None)
         self.skip = skip  # paths whose contents are never walked into (/proc, /sys...)
         self.count = 0
 
     def close(self) -> None:
         self.tar.close()
-
-    def _info(self, name: str, st: os.stat_result, xattrs: dict[str, bytes]) -> tarfile.TarInfo:
-        info = tarfile.TarInfo(name)
-        info.mode = stat.S_IMODE(st.st_mode)
-        info.uid, info.gid = st.st_uid, st.st_gid
-        info.uname = info.gname = ""
-        info.mtime = int(st.st_mtime)
-        info.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
-                            for k, v in xattrs.items()}
-        return info
 
     def add(self, parent: int, name: str, arcname: str, rel: str) -> None:
         """Add parent/name (never followed) as `arcname`; `rel` is its container path.
@@ -107,27 +96,6 @@ class TreeWriter:
                 self.add(fd, name, f"{arcname.rstrip('/')}/{name}", f"{rel.rstrip('/')}/{name}")
         finally:
             os.close(fd)
-
-    def _file(self, parent: int, name: str, arcname: str, st: os.stat_result) -> None:
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and key in self.links:
-            info = self._info(arcname, st, {})
-            info.type = tarfile.LNKTYPE
-            info.linkname = self.links[key]
-            self.tar.addfile(info)
-            return
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-        try:
-            st = os.fstat(fd)
-            info = self._info(arcname, st, _xattrs(fd))
-            info.type = tarfile.REGTYPE
-            info.size = st.st_size
-            with os.fdopen(os.dup(fd), "rb") as src:
-                self.tar.addfile(info, _Exact(src, st.st_size))
-        finally:
-            os.close(fd)
-        if st.st_nlink > 1:
-            self.links[key] = arcname
 
 
 class _CopyApplier(_Applier):

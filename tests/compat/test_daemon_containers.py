@@ -37,8 +37,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("dyc")
 
 
-@pytest.fixture(scope="module")
-def daemon(workdir: Path) -> Iterator[Daemon]:
+def checked_daemon(workdir: Path) -> Iterator[Daemon]:
+    """A module's daemon (its own roots under `workdir`); once the module is done it is
+    stopped, and no monitor, container process, mount or cgroup may be left."""
     d = Daemon(workdir, "--exec-root", str(workdir / "exec"))
     yield d
     monitor_pid = _read_pid(workdir / "exec" / "monitor.pid")
@@ -46,6 +47,11 @@ def daemon(workdir: Path) -> Iterator[Daemon]:
         if os.path.isdir(os.path.join(d.data_root, "containers")) else []
     assert d.stop() == 0, d.logs()
     _check_nothing_left(workdir, monitor_pid, ids)
+
+
+@pytest.fixture(scope="module")
+def daemon(workdir: Path) -> Iterator[Daemon]:
+    yield from checked_daemon(workdir)
 
 
 def _read_pid(path: Path) -> int:

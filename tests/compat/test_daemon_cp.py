@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon_containers import _check_nothing_left, _read_pid
+from test_daemon_containers import checked_daemon
 from test_daemon_images import DOCKER, Daemon, DockerCLI, http_request
 
 from dockyard.devtools.busybox import make_rootfs
@@ -41,13 +41,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def daemon(workdir: Path) -> Iterator[Daemon]:
-    d = Daemon(workdir, "--exec-root", str(workdir / "exec"))
-    yield d
-    monitor_pid = _read_pid(workdir / "exec" / "monitor.pid")
-    cdir = os.path.join(d.data_root, "containers")
-    ids = os.listdir(cdir) if os.path.isdir(cdir) else []
-    assert d.stop() == 0, d.logs()
-    _check_nothing_left(workdir, monitor_pid, ids)
+    yield from checked_daemon(workdir)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ import tarfile
 import tempfile
 from typing import Any, TextIO
 
+from dockyard.cli.common import client_for
 from dockyard.client.api import iter_json
 from dockyard.errors import DockyardError
 
@@ -108,10 +109,7 @@ def read_secrets(specs: list[str]) -> dict[str, bytes]:
     return out
 
 
-def _client(ctx: Any):
-    from dockyard.client.api import Client
-
-    return Client(getattr(ctx, "host", None))
+_client = client_for
 
 
 # -- the context -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from dockyard.cli.common import client_for
 from dockyard.cli.runflags import (
     LIST,
     VALUE,
@@ -42,10 +43,7 @@ STATS_FORMAT = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPe
                 "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")
 
 
-def _client(ctx) -> Client:
-    from dockyard.client.api import Client
-
-    return Client(getattr(ctx, "host", None))
+_client = client_for
 
 
 def _err(e: DockyardError) -> str:

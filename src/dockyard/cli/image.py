@@ -6,7 +6,6 @@ dockerd); credentials for pulls and pushes come from the client's config.json.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -14,13 +13,11 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dockyard.cli.common import client_for, verb_parser
 from dockyard.cli.formatter import human_size, print_formatted, since
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
-
-if TYPE_CHECKING:
-    from dockyard.client.api import Client
 
 SUBCOMMANDS = ("ls", "list", "pull", "push", "tag", "rm", "inspect", "history", "save", "load",
                "import", "prune", "bootstrap", "build")
@@ -32,15 +29,10 @@ HISTORY_COLUMNS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREAT
 NONE = "<none>"
 
 
-def _parser(prog: str, usage: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"dockyard {prog}", usage=f"dockyard {usage}",
-                                   allow_abbrev=False)
+_parser = verb_parser
 
 
-def _client(ctx) -> Client:
-    from dockyard.client.api import Client
-
-    return Client(getattr(ctx, "host", None))
+_client = client_for
 
 
 def _path(name: str, tail: str = "") -> str:

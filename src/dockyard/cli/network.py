@@ -3,18 +3,15 @@ tables over the Engine API (parsing and output only)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dockyard.cli.common import client_for, verb_parser
 from dockyard.cli.formatter import print_formatted
 from dockyard.errors import DockyardError, InvalidArgument
-
-if TYPE_CHECKING:
-    from dockyard.client.api import Client
 
 SUBCOMMANDS = ("connect", "create", "disconnect", "inspect", "ls", "prune", "rm")
 COLUMNS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
@@ -23,15 +20,10 @@ COLUMNS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCO
 LS_FORMAT = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 
 
-def _parser(prog: str, usage: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"dockyard {prog}", usage=f"dockyard {usage}",
-                                   allow_abbrev=False)
+_parser = verb_parser
 
 
-def _client(ctx) -> Client:
-    from dockyard.client.api import Client
-
-    return Client(getattr(ctx, "host", None))
+_client = client_for
 
 
 def _path(ref: str, tail: str = "") -> str:

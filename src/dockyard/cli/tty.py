@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from dockyard.cli.common import client_for
 from dockyard.cli.runflags import LIST, VALUE, Flag, FlagError, parse_flags, read_kv_file, timestamp
 from dockyard.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys
 from dockyard.errors import DockyardError
@@ -103,10 +104,7 @@ class StatusError(Exception):
         self.message = message
 
 
-def _client(ctx) -> Client:
-    from dockyard.client.api import Client
-
-    return Client(getattr(ctx, "host", None))
+_client = client_for
 
 
 def _daemon_error(e: DockyardError) -> str:

@@ -70,7 +70,11 @@ def _xattrs(target: int | str) -> dict[str, bytes]:
     return result
 
 
-class _Differ:
+class EntryWriter:
+    """Tar entries for files opened relative to a directory fd, never following links:
+    the headers (mode, owner, mtime, xattrs) and regular files with hard links kept.
+    Shared by the layer diff here and the archive API's tree writer (tarcopy.py)."""
+
     def __init__(self, tar: tarfile.TarFile):
         self.tar = tar
         self.links: dict[tuple[int, int], str] = {}
@@ -85,6 +89,30 @@ class _Differ:
             f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in xattrs.items()
         }
         return info
+
+    def _file(self, dfd: int, name: str, path: str, st: os.stat_result) -> None:
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in self.links:
+            info = self._info(path, st, {})
+            info.type = tarfile.LNKTYPE
+            info.linkname = self.links[key]
+            self.tar.addfile(info)
+            return
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        try:
+            st = os.fstat(fd)
+            info = self._info(path, st, _xattrs(fd))
+            info.type = tarfile.REGTYPE
+            info.size = st.st_size
+            with os.fdopen(os.dup(fd), "rb") as src:
+                self.tar.addfile(info, _Exact(src, st.st_size))
+        finally:
+            os.close(fd)
+        if st.st_nlink > 1:
+            self.links[key] = path
+
+
+class _Differ(EntryWriter):
 
     def _whiteout(self, name: str, st: os.stat_result) -> None:
         info = self._info(name, st, {})
@@ -125,27 +153,6 @@ class _Differ:
             self.walk(fd, path + "/")
         finally:
             os.close(fd)
-
-    def _file(self, dfd: int, name: str, path: str, st: os.stat_result) -> None:
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and key in self.links:
-            info = self._info(path, st, {})
-            info.type = tarfile.LNKTYPE
-            info.linkname = self.links[key]
-            self.tar.addfile(info)
-            return
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        try:
-            st = os.fstat(fd)
-            info = self._info(path, st, _xattrs(fd))
-            info.type = tarfile.REGTYPE
-            info.size = st.st_size
-            with os.fdopen(os.dup(fd), "rb") as src:
-                self.tar.addfile(info, _Exact(src, st.st_size))
-        finally:
-            os.close(fd)
-        if st.st_nlink > 1:
-            self.links[key] = path
 
     def _special(self, dfd: int, name: str, path: str, st: os.stat_result) -> None:
         mode = st.st_mode
