@@ -50,6 +50,7 @@ Options:
       --profile stringArray        Profiles to enable
       --ansi string                Control when to print ANSI control characters
                                    ("never"|"always"|"auto")
+      --dry-run                    Execute command in dry run mode
 
 Commands:
   """ + "\n  ".join(sorted(COMMANDS)) + "\n"
@@ -93,7 +94,10 @@ class ComposeContext:
     @property
     def backend(self):
         if self._backend is None:
-            from dockyard.compose.backend import Backend
+            if self.opts.get("dry-run"):  # reads go to the daemon, writes are simulated
+                from dockyard.compose.dryrun import DryRunBackend as Backend
+            else:
+                from dockyard.compose.backend import Backend
 
             self._backend = Backend(self.host)
         return self._backend
@@ -125,15 +129,15 @@ def compose(argv: list[str], ctx) -> int:
     if not p.args:
         print(USAGE, end="")
         return 0
-    if p["dry-run"]:
-        print("--dry-run is not supported by dockyard compose", file=sys.stderr)
-        return 1
     verb, rest = p.args[0], p.args[1:]
     if verb not in COMMANDS:
         print(f"unknown docker command: \"compose {verb}\"", file=sys.stderr)
         return 1
     module, func = COMMANDS[verb]
     fn = getattr(importlib.import_module(f"dockyard.compose.commands.{module}"), func)
+    if p["dry-run"]:  # a few commands cannot run as usual with nothing created
+        from dockyard.compose import dryrun
+        fn = dryrun.command(verb, fn)
     cctx = ComposeContext(p.values, getattr(ctx, "host", None))
     try:
         return fn(rest, cctx) or 0

@@ -51,15 +51,17 @@ def _container(cctx, service: str, index: int) -> dict[str, Any]:
     return cons[0]
 
 
+EXEC_FLAGS = [Flag("detach", short="d"), Flag("no-TTY", short="T"),
+              Flag("tty", short="t", default=True), Flag("interactive", short="i", default=True),
+              Flag("env", LIST, "e"), Flag("user", VALUE, "u", ""),
+              Flag("workdir", VALUE, "w", ""), Flag("index", VALUE, default="0"),
+              Flag("privileged")]
+
+
 def exec_(argv: list[str], cctx) -> int:
     from dockyard.cli import tty
 
-    p = parse_flags(argv, [Flag("detach", short="d"), Flag("no-TTY", short="T"),
-                           Flag("tty", short="t", default=True),
-                           Flag("interactive", short="i", default=True),
-                           Flag("env", LIST, "e"), Flag("user", VALUE, "u", ""),
-                           Flag("workdir", VALUE, "w", ""), Flag("index", VALUE, default="0"),
-                           Flag("privileged")], interspersed=False)
+    p = parse_flags(argv, EXEC_FLAGS, interspersed=False)
     if len(p.args) < 2:
         raise FlagError("requires at least 2 arguments: SERVICE COMMAND [ARGS...]")
     c = _container(cctx, p.args[0], int(p["index"] or 0))
