@@ -315,3 +315,27 @@ def test_create_start_attach(dyk: Dyk) -> None:
     r = dyk("start", "-a", name)
     assert (r.returncode, r.stdout) == (6, "from-start\n")
     assert json.loads(dyk("inspect", name).stdout)[0]["State"]["ExitCode"] == 6
+
+
+def test_block_io_flags_like_docker(dyk: Dyk) -> None:
+    """--blkio-weight(-device) and --device-{read,write}-{bps,iops}: the same create
+    body as the docker CLI's (read back from the daemon), and the same refusals."""
+    flags = ["--blkio-weight", "300", "--blkio-weight-device", "/dev/null:400",
+             "--device-read-bps", "/dev/null:12mb", "--device-write-bps", "/dev/null:1024",
+             "--device-read-iops", "/dev/null:100", "--device-write-iops", "/dev/null:30"]
+    keys = ("BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+            "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps")
+    ours, theirs = dyk.name("blk"), dyk.name("blk")
+    assert dyk("create", "--name", ours, *flags, IMAGE, "true").returncode == 0
+    assert dyk.docker("create", "--name", theirs, *flags, IMAGE, "true").returncode == 0
+    got = [{k: json.loads(dyk.docker("inspect", n).stdout)[0]["HostConfig"][k] for k in keys}
+           for n in (ours, theirs)]
+    assert got[0] == got[1]
+    assert got[0]["BlkioDeviceReadBps"] == [{"Path": "/dev/null", "Rate": 12 << 20}]
+    for bad, why in ((["--device-read-bps", "nodev"], "bad format"),
+                     (["--device-write-iops", "/dev/null:lots"], "invalid rate for device"),
+                     (["--blkio-weight-device", "/dev/null:5"], "invalid weight for device")):
+        r = dyk("create", *bad, IMAGE, "true")
+        d = dyk.docker("create", *bad, IMAGE, "true")
+        assert r.returncode == d.returncode == 125, (r.stderr, d.stderr)
+        assert why in r.stderr and why in d.stderr, (r.stderr, d.stderr)

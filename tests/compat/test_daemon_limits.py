@@ -138,6 +138,45 @@ def test_pids_limit_stops_forks(docker: DockerCLI, busybox: str) -> None:
     assert "can't fork" in r.stderr or "Resource temporarily unavailable" in r.stderr
 
 
+def test_block_io_device_limits_in_the_cgroup(docker: DockerCLI, busybox: str,
+                                              tmp_path) -> None:
+    """--device-*-bps/iops and --blkio-weight-device on a loop device made for the test,
+    read back from the container's cgroup on the host (v1 blkio.*, v2 io.max)."""
+    from pathlib import Path
+
+    from test_compose_resources import container_cgroup, loop_device
+
+    with loop_device(tmp_path) as dev:
+        st = os.stat(dev)
+        devno = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        try:
+            docker("run", "-d", "--name", "blk1", "--device-read-bps", f"{dev}:12mb",
+                   "--device-write-bps", f"{dev}:1mb", "--device-read-iops", f"{dev}:100",
+                   "--device-write-iops", f"{dev}:30", "--blkio-weight-device", f"{dev}:400",
+                   "busybox:dyk", "sleep", "60")
+            info = json.loads(docker("inspect", "blk1").stdout)[0]
+            assert info["HostConfig"]["BlkioDeviceReadBps"] == [{"Path": dev, "Rate": 12 << 20}]
+            cg = container_cgroup(info["State"]["Pid"], "blkio")
+            if "/blkio/" in cg:
+                for name, rate in (("read_bps_device", 12 << 20), ("write_bps_device", 1 << 20),
+                                   ("read_iops_device", 100), ("write_iops_device", 30)):
+                    assert Path(f"{cg}/blkio.throttle.{name}").read_text().split() == \
+                        [devno, str(rate)]
+                weight = "blkio.weight" if os.path.exists(f"{cg}/blkio.weight") \
+                    else "blkio.bfq.weight"
+                assert f"{devno} 400" in Path(f"{cg}/{weight}_device").read_text()
+            else:
+                assert f"{devno} rbps={12 << 20} wbps={1 << 20} riops=100 wiops=30" in \
+                    Path(f"{cg}/io.max").read_text()
+            # a device gone by the next start fails it, as dockerd's stat does
+            r = docker("run", "--rm", "--device-read-bps", "/dev/dyk-none:1mb", "busybox:dyk",
+                       "true", check=False)
+            assert r.returncode != 0  # the CLI's own code for the message (127)
+            assert "stat /dev/dyk-none: no such file or directory" in r.stderr
+        finally:
+            docker("rm", "-f", "blk1", check=False)
+
+
 def test_oom_killed(docker: DockerCLI, busybox: str) -> None:
     name = "oom1"
     try:

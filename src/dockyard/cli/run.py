@@ -30,7 +30,9 @@ from dockyard.cli.runflags import (
     parse_health,
     parse_restart,
     parse_security_opts,
+    parse_throttle_device,
     parse_ulimit,
+    parse_weight_device,
     ram_in_bytes,
     read_kv_file,
     split_reference,
@@ -130,7 +132,10 @@ RUN_FLAGS: list[Flag] = [
     Flag("volumes-from", LIST), Flag("storage-opt", LIST),
     Flag("device-cgroup-rule", LIST), Flag("link", LIST), Flag("network-alias", LIST),
     Flag("publish-all", short="P"), Flag("ip", VALUE, default=""),
-    Flag("ip6", VALUE, default=""),
+    Flag("ip6", VALUE, default=""), Flag("blkio-weight", VALUE, default="0"),
+    Flag("blkio-weight-device", LIST), Flag("device-read-bps", LIST),
+    Flag("device-write-bps", LIST), Flag("device-read-iops", LIST),
+    Flag("device-write-iops", LIST),
 ]
 
 
@@ -248,9 +253,15 @@ def create_body(p: Parsed, image: str, cmd: list[str]) -> dict[str, Any]:
         "CpuShares": _int("cpu-shares", v["cpu-shares"]),
         "Memory": ram_in_bytes(v["memory"], "-m, --memory") if v["memory"] else 0,
         "NanoCpus": nano_cpus(v["cpus"]) if v["cpus"] else 0,
-        "CgroupParent": v["cgroup-parent"], "BlkioWeight": 0, "BlkioWeightDevice": [],
-        "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
-        "BlkioDeviceWriteIOps": [],
+        "CgroupParent": v["cgroup-parent"], "BlkioWeight": _int("blkio-weight",
+                                                                 v["blkio-weight"]),
+        "BlkioWeightDevice": [parse_weight_device(d) for d in v["blkio-weight-device"]],
+        "BlkioDeviceReadBps": [parse_throttle_device(d) for d in v["device-read-bps"]],
+        "BlkioDeviceWriteBps": [parse_throttle_device(d) for d in v["device-write-bps"]],
+        "BlkioDeviceReadIOps": [parse_throttle_device(d, iops=True)
+                                for d in v["device-read-iops"]],
+        "BlkioDeviceWriteIOps": [parse_throttle_device(d, iops=True)
+                                 for d in v["device-write-iops"]],
         "CpuPeriod": _int("cpu-period", v["cpu-period"]),
         "CpuQuota": _int("cpu-quota", v["cpu-quota"]),
         "CpusetCpus": v["cpuset-cpus"], "CpusetMems": v["cpuset-mems"],

@@ -256,6 +256,36 @@ def parse_device(text: str) -> dict[str, str]:
     return {"PathOnHost": src, "PathInContainer": dst or src, "CgroupPermissions": perms}
 
 
+def parse_weight_device(text: str) -> dict[str, Any]:
+    """--blkio-weight-device /dev/sda:300 (docker: a weight of 10..1000, or 0)."""
+    path, sep, weight = text.rpartition(":")
+    if not sep or not path.startswith("/dev/"):
+        raise FlagError(f"bad format: {text}")
+    if not weight.isdigit() or not (int(weight) == 0 or 10 <= int(weight) <= 1000):
+        raise FlagError(f"invalid weight for device: {text}")
+    return {"Path": path, "Weight": int(weight)}
+
+
+def parse_throttle_device(text: str, iops: bool = False) -> dict[str, Any]:
+    """--device-read-bps /dev/sda:1mb, --device-write-iops /dev/sda:100."""
+    path, sep, rate = text.rpartition(":")
+    if not sep:
+        raise FlagError(f"bad format: {text}")
+    if not path.startswith("/dev/"):
+        raise FlagError(f"bad format for device path: {text}")
+    try:
+        value = int(rate) if iops else ram_in_bytes(rate)
+    except (FlagError, ValueError):
+        value = -1
+    if value < 0:
+        unit = "" if iops else "[<unit>]"
+        hint = "" if iops else " Unit is optional and can be kb, mb, or gb"
+        raise FlagError(f"invalid rate for device: {text}. The correct format is "
+                        f"<device-path>:<number>{unit}. Number must be a positive "
+                        f"integer.{hint}") from None
+    return {"Path": path, "Rate": value}
+
+
 def parse_security_opts(opts: list[str]) -> list[str]:
     out = []
     for opt in opts:

@@ -170,16 +170,32 @@ def _mounts(project: Project, svc: dict[str, Any], where: str
     for t in svc.get("tmpfs") or []:
         path, _, opts = str(t).partition(":")
         tmpfs[path] = opts
-    for kind, defined in (("secrets", project.secrets), ("configs", project.configs)):
+    taken = {v.get("target") for v in svc.get("volumes") or []}
+    for kind in ("secrets", "configs"):
         for ref in svc.get(kind) or []:
-            res = defined.get(ref["source"]) or {}
-            if res.get("file"):
+            res = _file_object(project, kind, ref["source"])
+            # `environment`/`content` are copied in after create (injected_files)
+            if res.get("file") and ref["target"] not in taken:  # a volume there wins
                 binds.append(f"{res['file']}:{ref['target']}:ro")
-            elif "content" in res or "environment" in res:
-                pass  # copied in after create (injected_files)
-            elif res.get("external"):
-                raise ComposeError(f"{where}.{kind}: external {kind} need swarm mode")
+                taken.add(ref["target"])
     return binds, mounts, tmpfs
+
+
+def _file_object(project: Project, kind: str, key: str) -> dict[str, Any]:
+    """A top-level secret or config a service uses, failing as docker compose does on
+    what needs swarm mode."""
+    res = (project.secrets if kind == "secrets" else project.configs).get(key) or {}
+    if res.get("external"):
+        raise ComposeError(f"unsupported external {kind[:-1]} {res.get('name') or key}")
+    for opt in ("driver", "template_driver"):
+        if res.get(opt):
+            raise ComposeError(f"Docker Compose does not support {kind}.*.{opt}")
+    return res
+
+
+def _file_object_name(project: Project, kind: str, key: str) -> str:
+    res = (project.secrets if kind == "secrets" else project.configs).get(key) or {}
+    return res.get("name") or f"{project.name}_{key}"
 
 
 def _networks(project: Project, svc: dict[str, Any], name: str
@@ -227,6 +243,43 @@ def _device(spec: Any, where: str) -> dict[str, str]:
         perms, parts = parts[1], parts[:1]
     return {"PathOnHost": parts[0], "PathInContainer": parts[1] if len(parts) > 1 else parts[0],
             "CgroupPermissions": perms}
+
+
+def _blkio(b: dict[str, Any], where: str) -> dict[str, Any]:
+    """blkio_config -> HostConfig.Blkio* (rates take byte units, as compose's)."""
+    out: dict[str, Any] = {}
+    if b.get("weight"):
+        out["BlkioWeight"] = int(b["weight"])
+    if b.get("weight_device"):
+        out["BlkioWeightDevice"] = [{"Path": d.get("path") or "", "Weight": int(d.get("weight") or 0)}
+                                    for d in b["weight_device"]]
+    for key, api in (("device_read_bps", "BlkioDeviceReadBps"),
+                     ("device_write_bps", "BlkioDeviceWriteBps"),
+                     ("device_read_iops", "BlkioDeviceReadIOps"),
+                     ("device_write_iops", "BlkioDeviceWriteIOps")):
+        if b.get(key):
+            out[api] = [{"Path": d.get("path") or "", "Rate": to_bytes(d.get("rate") or 0,
+                                                                       f"{where}.{key}")}
+                        for d in b[key]]
+    return out
+
+
+def _device_request(d: dict[str, Any], caps: list[str], where: str) -> dict[str, Any]:
+    """A gpus entry or a reserved device -> a DeviceRequest; with neither count nor
+    device_ids, compose asks for all devices (count -1)."""
+    count = d.get("count", "all" if not d.get("device_ids") else 0)
+    if str(count).lower() == "all":
+        count = -1
+    elif not re.fullmatch(r"-?\d+", str(count)):
+        raise ComposeError(f"{where}: invalid value {count!r}, the only value allowed is "
+                           "'all' or a number")
+    opts = d.get("options")
+    if isinstance(opts, list):
+        opts = dict(str(o).partition("=")[::2] for o in opts)
+    return {"Driver": d.get("driver") or "", "Count": int(count),
+            "DeviceIDs": [str(i) for i in d["device_ids"]] if d.get("device_ids") else None,
+            "Capabilities": [caps],
+            "Options": {k: str(v) for k, v in opts.items()} if opts is not None else None}
 
 
 def _link(project: Project, link: str) -> str:
@@ -346,6 +399,14 @@ def create_body(project: Project, name: str, svc: dict[str, Any], number: int,
         host["Devices"] = [_device(d, where) for d in svc["devices"]]
     if svc.get("device_cgroup_rules"):
         host["DeviceCgroupRules"] = list(svc["device_cgroup_rules"])
+    host.update(_blkio(svc.get("blkio_config") or {}, f"{where}.blkio_config"))
+    requests = [_device_request(d, list(d.get("capabilities") or []), f"{where}.deploy."
+                                "resources.reservations.devices")
+                for d in reserv.get("devices") or []]
+    requests += [_device_request(g, [*(g.get("capabilities") or []), "gpu"], f"{where}.gpus")
+                 for g in svc.get("gpus") or []]
+    if requests:
+        host["DeviceRequests"] = requests
     body = dict(config)
     body["HostConfig"] = host
     body["NetworkingConfig"] = {"EndpointsConfig": endpoints}
@@ -357,20 +418,26 @@ def injected_files(project: Project, svc: dict[str, Any], where: str
     """Secrets and configs given by `content` or `environment`: (target, data, mode),
     copied into the container after create like docker compose does."""
     out = []
-    for kind, defined in (("secrets", project.secrets), ("configs", project.configs)):
+    for kind in ("secrets", "configs"):
         for ref in svc.get(kind) or []:
-            res = defined.get(ref["source"]) or {}
-            if "content" in res:
+            res = _file_object(project, kind, ref["source"])
+            name = _file_object_name(project, kind, ref["source"])
+            if res.get("content"):
                 data = str(res["content"]).encode()
-            elif "environment" in res:
+            elif res.get("environment"):
                 value = project.environment.get(res["environment"])
                 if value is None:
-                    raise ComposeError(f"{where}.{kind}: environment variable "
-                                       f"{res['environment']} of {kind[:-1]} "
-                                       f"{ref['source']} is not set")
+                    raise ComposeError(f"environment variable \"{res['environment']}\" "
+                                       f"required by {kind[:-1]} \"{name}\" is not set")
                 data = value.encode()
             else:
                 continue
+            if not data:
+                continue  # docker compose copies nothing for empty content
+            if svc.get("read_only"):
+                service = where.removeprefix("services.")
+                raise ComposeError(f"cannot create {kind[:-1]} \"{name}\" in read-only "
+                                   f"service {service}: `file` is the sole supported option")
             mode = ref.get("mode")
             mode = int(mode, 8) if isinstance(mode, str) else (mode if mode is not None
                                                                 else 0o444)

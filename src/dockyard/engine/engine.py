@@ -119,9 +119,10 @@ class Engine(EngineQueries):
     def _driver(self, c: Container) -> str:
         return (c.host_config.get("LogConfig") or {}).get("Type") or "json-file"
 
-    def _spec(self, c: Container, rootfs: str) -> dict:
+    def _spec(self, c: Container, rootfs: str, start: bool = True) -> dict:
         return specmod.build(c, rootfs, init_default=self.init_default,
-                             init_path=self.init_path, default_ulimits=self.default_ulimits)
+                             init_path=self.init_path, default_ulimits=self.default_ulimits,
+                             start=start)
 
     def _save(self, c: Container) -> None:
         self.store.save(c)
@@ -179,7 +180,7 @@ class Engine(EngineQueries):
             specmod.write_files(c)
             if self._driver(c) == "local":
                 os.makedirs(os.path.join(c.path, "local-logs"), exist_ok=True)
-            self._spec(c, rootfs)  # a bad user, capability, ulimit... fails now
+            self._spec(c, rootfs, start=False)  # a bad user, capability, ulimit... fails now
             self._add_with_free_name(c, generated=not name)
         except BaseException:
             if made_volumes is not None:
@@ -307,7 +308,8 @@ class Engine(EngineQueries):
                 c.extra.update(released.extra)  # the network settings, addresses cleared
                 message = str(e)
                 c.state.Error = message
-                c.state.ExitCode = _start_error_code(message)
+                c.state.ExitCode = 128 if isinstance(e, specmod.StartError) \
+                    else _start_error_code(message)
                 c.state.Restarting = c.state.Running = False
                 if c.state.Status == "restarting":
                     c.state.set_exited(c.state.ExitCode, error=message)

@@ -178,7 +178,7 @@ def file_mounts(c: Container) -> list[dict]:
             for name in ("resolv.conf", "hostname", "hosts")]
 
 
-def resources(host_config: dict) -> dict:
+def resources(host_config: dict, block_devices: bool = True) -> dict:
     res: dict[str, Any] = {"devices": [{"allow": bool(host_config.get("Privileged")),
                                         "access": "rwm"}]}
     memory: dict[str, int] = {}
@@ -208,9 +208,64 @@ def resources(host_config: dict) -> dict:
     pids = host_config.get("PidsLimit")
     if pids and int(pids) > 0:
         res["pids"] = {"limit": int(pids)}
-    if host_config.get("BlkioWeight"):
-        res["blockIO"] = {"weight": int(host_config["BlkioWeight"])}
+    if bio := block_io(host_config, block_devices):
+        res["blockIO"] = bio
     return res
+
+
+class StartError(SystemError_):
+    """What dockerd finds only when it makes the spec at start (a 500): the container
+    stays created with exit code 128, whatever the message says."""
+
+
+THROTTLES = (("BlkioDeviceReadBps", "throttleReadBpsDevice"),
+             ("BlkioDeviceWriteBps", "throttleWriteBpsDevice"),
+             ("BlkioDeviceReadIOps", "throttleReadIOPSDevice"),
+             ("BlkioDeviceWriteIOps", "throttleWriteIOPSDevice"))
+
+
+def _devno(path: str) -> dict[str, int]:
+    """A device path's major/minor. As dockerd, only a failed stat is an error (a file
+    that is no device gives 0:0, which the kernel then refuses)."""
+    try:
+        rdev = os.stat(path).st_rdev
+    except OSError as e:
+        reason = (e.strerror or str(e))[:1].lower() + (e.strerror or str(e))[1:]
+        raise StartError(f"stat {path}: {reason}") from None
+    return {"major": os.major(rdev), "minor": os.minor(rdev)}
+
+
+def block_io(host_config: dict, devices: bool = True) -> dict:
+    """HostConfig.Blkio* -> linux.resources.blockIO (device paths as major:minor;
+    devices=False leaves the device lists out)."""
+    bio: dict[str, Any] = {}
+    if host_config.get("BlkioWeight"):
+        bio["weight"] = int(host_config["BlkioWeight"])
+    if not devices:
+        return bio
+    weights = [{**_devno(d.get("Path") or ""), "weight": int(d.get("Weight") or 0)}
+               for d in host_config.get("BlkioWeightDevice") or []]
+    if weights:
+        bio["weightDevice"] = weights
+    for api, oci in THROTTLES:
+        if devs := host_config.get(api):
+            bio[oci] = [{**_devno(d.get("Path") or ""), "rate": int(d.get("Rate") or 0)}
+                        for d in devs]
+    return bio
+
+
+def _go_caps(caps: list) -> str:
+    """[][]string as Go's %v prints it: [[gpu] [compute utility]]."""
+    return "[" + " ".join("[" + " ".join(map(str, c or [])) + "]" for c in caps) + "]"
+
+
+def check_device_requests(host_config: dict) -> None:
+    """dockerd hands each DeviceRequest to a device driver (nvidia, amd, cdi) that
+    matches its driver name or capabilities; Dockyard has none, so like a dockerd
+    without them, the start fails rather than run the container without the device."""
+    for req in host_config.get("DeviceRequests") or []:
+        raise StartError(f"could not select device driver \"{req.get('Driver') or ''}\" "
+                           f"with capabilities: {_go_caps(req.get('Capabilities') or [])}")
 
 
 def rlimits(host_config: dict) -> list[dict]:
@@ -277,11 +332,14 @@ def wants_init(hc: dict, default: bool = False) -> bool:
 
 
 def build(c: Container, rootfs: str, *, init_default: bool = False,
-          init_path: str | None = None, default_ulimits: list[dict] | None = None) -> dict:
+          init_path: str | None = None, default_ulimits: list[dict] | None = None,
+          start: bool = True) -> dict:
     """The OCI config for container `c` whose root file system is mounted at `rootfs`.
 
     init_default/init_path: the daemon's "init" and "init-path" settings;
-    default_ulimits: its "default-ulimits" (for the names the container sets none of)."""
+    default_ulimits: its "default-ulimits" (for the names the container sets none of);
+    start=False: the check at create, without what dockerd only looks at when the
+    container starts (block devices, device requests): those fail the start only."""
     cfg, hc = c.config, c.host_config
     privileged = bool(hc.get("Privileged"))
     hostname = hostname_of(c)
@@ -315,8 +373,10 @@ def build(c: Container, rootfs: str, *, init_default: bool = False,
         process["rlimits"] = limits
     if hc.get("OomScoreAdj"):
         process["oomScoreAdj"] = int(hc["OomScoreAdj"])
-    res = resources(hc)
+    res = resources(hc, block_devices=start)
     devs, dev_rules = devices(hc)
+    if start:
+        check_device_requests(hc)
     res["devices"] += dev_rules
     namespaces = [{"type": t} for t in ("mount", "network", "uts", "pid", "ipc")]
     netns = c.extra.get("netns")  # engine/networking.py: a namespace file, or "host"

@@ -319,8 +319,9 @@ class CgroupV1(c.Cgroup):
         if not b:
             return
         d = self.dir("blkio")
-        bfq = d is not None and os.path.exists(os.path.join(d, "blkio.bfq.weight"))
-        weight_file = "blkio.bfq.weight" if bfq else "blkio.weight"
+        # as runc: CFQ's blkio.weight where the kernel has it, else BFQ's files
+        cfq = d is not None and os.path.exists(os.path.join(d, "blkio.weight"))
+        weight_file = "blkio.weight" if cfq else "blkio.bfq.weight"
         if c.num(b, "weight", F, 0):
             c.write(self._f("blkio", weight_file, F), b["weight"], f"{F}.weight")
         if c.num(b, "leafWeight", F, 0):

@@ -5,7 +5,8 @@ cgroup.subtree_control, every controller that ancestor offers (best effort: an
 ancestor that holds processes cannot enable domain controllers). Resource
 conversions follow runc: cpu.shares -> cpu.weight, quota/period -> cpu.max,
 swap (memory+swap) -> memory.swap.max = swap - memory, reservation -> memory.low,
-blockIO.weight -> io.bfq.weight or io.weight, `unified` keys written as given.
+blockIO.weight -> io.bfq.weight or io.weight, throttles -> io.max, `unified` keys
+written as given.
 
 Known limitation: device rules (linux.resources.devices) need an eBPF program
 attached to the cgroup (BPF_CGROUP_DEVICE). That is not implemented: on v2 the
@@ -244,13 +245,14 @@ class CgroupV2(c.Cgroup):
                 c.write(self._f("io.bfq.weight"), weight, f"{F}.weight")
             else:
                 c.write(self._f("io.weight"), blkio_weight_to_io_weight(weight), f"{F}.weight")
-        for i, wd in enumerate(b.get("weightDevice") or []):
+        # as runc: per-device weights go to io.bfq.weight only, and only where it takes
+        # them (a "default N" first line); elsewhere they are skipped
+        per_device = bfq and (c.read_opt(self._f("io.bfq.weight")) or "").startswith("default")
+        for i, wd in enumerate((b.get("weightDevice") or []) if per_device else []):
             field = f"{F}.weightDevice[{i}]"
             w = c.num(wd, "weight", field, 0)
             if w:
-                name, val = ("io.bfq.weight", w) if bfq else ("io.weight",
-                                                               blkio_weight_to_io_weight(w))
-                c.write(self._f(name), f"{c.devno(wd, field)} {val}", field)
+                c.write(self._f("io.bfq.weight"), f"{c.devno(wd, field)} {w}", field)
         for key, name in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
                           ("throttleReadIOPSDevice", "riops"),
                           ("throttleWriteIOPSDevice", "wiops")):
