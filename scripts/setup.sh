@@ -57,3 +57,6 @@ if [ ! -x $INIT_BIN ] || [ src/dockyard/native/init.c -nt $INIT_BIN ]; then
   strip $INIT_BIN.tmp
   mv -f $INIT_BIN.tmp $INIT_BIN
 fi
+# docker compose v2 as a test peer (Debian 12 has only v1): see the script
+bash scripts/compose-v2-peer.sh $VENV/libexec/compose-v2 \
+  || echo "setup: no docker compose v2 peer; the tests that need it skip"

@@ -438,6 +438,44 @@ services:
         compose(p, "down")
 
 
+def test_ctrl_c_while_up_creates(compose: Compose, workdir: Path) -> None:
+    """Interrupted in the middle of `up -d`: docker compose's outcome (what was created
+    stays, as it was made), no traceback, and the next `up` finishes the job."""
+    needs_networks(compose)
+    chain = "".join(f"""
+  s{i}:
+    image: busybox:dyk
+    command: ["sh", "-c", "{LOOP}"]""" + (f"\n    depends_on: [s{i - 1}]" if i else "")
+                    for i in range(10))
+    p = _project(workdir, "intr", "services:" + chain + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "dockyard.cli.main", "compose", "up",
+                             "-d"], cwd=p, env=compose.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            if "Started" in line:  # the first service runs; the others are on their way
+                proc.send_signal(2)
+                break
+        out = "".join(seen) + proc.communicate(timeout=60)[0]
+        assert proc.returncode == 130, out
+        assert "Traceback" not in out, out
+        states = {n: c["State"] for n, c in compose.by_name("intr").items()}
+        assert states["intr-s0-1"] == "running"
+        assert len(states) < 10 or "exited" not in states.values(), states
+        compose(p, "up", "-d")
+        states = {n: c["State"] for n, c in compose.by_name("intr").items()}
+        assert sorted(states) == sorted(f"intr-s{i}-1" for i in range(10))
+        assert set(states.values()) == {"running"}, states
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        compose(p, "down", "-t", "0")
+    assert compose.by_name("intr") == {}
+    assert compose.api("GET", "/networks/intr_default")[0] == 404
+
+
 def test_orphans(compose: Compose, workdir: Path) -> None:
     needs_networks(compose)
     p = _project(workdir, "orph", f"""

@@ -199,7 +199,7 @@ volumes:
         {"mode": "ingress", "target": 90, "protocol": "tcp", "published": "9000",
          "host_ip": "::1"}]
     assert s["volumes"] == [
-        {"type": "volume", "target": "/only"},
+        {"type": "volume", "target": "/only", "volume": {}},
         {"type": "volume", "source": "named", "target": "/n", "read_only": True,
          "volume": {"nocopy": True}},
         {"type": "bind", "source": str(tmp_path / "rel"), "target": "/r",
@@ -229,7 +229,8 @@ services:
     s = p.services["s"]
     assert s["ports"] == [{"mode": "ingress", "target": 22, "protocol": "tcp",
                            "published": "22"}]
-    assert s["environment"] == {"A": "yes", "B": "on", "C": "10", "D": "2001-01-01",
+    # 010: octal to docker compose's YAML reader (yaml.v3), so to ours
+    assert s["environment"] == {"A": "yes", "B": "on", "C": "8", "D": "2001-01-01",
                                 "E": "true"}
     assert any("`version` is obsolete" in w for w in warnings)
 

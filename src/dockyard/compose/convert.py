@@ -11,6 +11,7 @@ from typing import Any
 from dockyard import __version__
 from dockyard.compose.errors import ComposeError
 from dockyard.compose.model import Project
+from dockyard.compose.normalize import mount_target
 from dockyard.compose.planner import config_hash
 
 LABEL = "com.docker.compose"
@@ -175,9 +176,10 @@ def _mounts(project: Project, svc: dict[str, Any], where: str
         for ref in svc.get(kind) or []:
             res = _file_object(project, kind, ref["source"])
             # `environment`/`content` are copied in after create (injected_files)
-            if res.get("file") and ref["target"] not in taken:  # a volume there wins
-                binds.append(f"{res['file']}:{ref['target']}:ro")
-                taken.add(ref["target"])
+            target = mount_target(kind, ref)
+            if res.get("file") and target not in taken:  # a volume there wins
+                binds.append(f"{res['file']}:{target}:ro")
+                taken.add(target)
     return binds, mounts, tmpfs
 
 
@@ -441,7 +443,7 @@ def injected_files(project: Project, svc: dict[str, Any], where: str
             mode = ref.get("mode")
             mode = int(mode, 8) if isinstance(mode, str) else (mode if mode is not None
                                                                 else 0o444)
-            out.append((ref["target"], data, mode))
+            out.append((mount_target(kind, ref), data, mode))
     return out
 
 

@@ -122,8 +122,15 @@ def _yaml_loader() -> type:
 
     def int12(loader: Any, node: Any) -> int:
         text = loader.construct_scalar(node)
-        return int(text, 8) if text.startswith("0o") else int(text, 0) \
-            if text.startswith("0x") else int(text)
+        digits = text.lstrip("+-")
+        sign = -1 if text.startswith("-") else 1
+        if digits.startswith("0o"):
+            return sign * int(digits, 0)
+        if digits.startswith("0x"):
+            return sign * int(digits, 16)
+        if len(digits) > 1 and digits[0] == "0" and set(digits) <= set("01234567"):
+            return sign * int(digits, 8)  # 0440: octal, as docker compose's YAML reads it
+        return int(text)
 
     def bool12(loader: Any, node: Any) -> bool:
         return loader.construct_scalar(node).lower() == "true"
@@ -176,7 +183,7 @@ def _strip_tags(doc: Any, path: tuple, tags: Tags, count: list[int] | None = Non
     return doc
 
 
-PARSE_CACHE_VERSION = "1"  # bump when the YAML loading (resolvers, tags) changes
+PARSE_CACHE_VERSION = "2"  # bump when the YAML loading (resolvers, tags) changes
 
 
 def _parse_cache_path(text: str) -> str | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from dockyard.compose.normalize import mount_target
+
 REPLACED = {"command", "entrypoint"}
 BY_TARGET = {"volumes", "secrets", "configs", "devices"}
 
@@ -31,6 +33,8 @@ def merge_lists(name: str, base: list, over: list) -> list:
         out: dict[Any, Any] = {}
         for item in base + over:
             target = item.get("target") if isinstance(item, dict) else item
+            if name in ("secrets", "configs") and isinstance(item, dict):
+                target = mount_target(name, item)  # a config may leave it implicit
             out.pop(target, None)  # the override's entry, at its own position
             out[target] = item
         return list(out.values())

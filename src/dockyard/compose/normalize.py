@@ -129,7 +129,8 @@ def parse_port(spec: Any) -> list[dict[str, Any]]:
         if host_ip:
             e["host_ip"] = host_ip
         entries.append(e)
-    return entries
+    # docker compose orders a range's ports as strings ("1000/tcp" < "998/tcp")
+    return sorted(entries, key=lambda e: f"{e['target']}/{proto}")
 
 
 # -- volumes --------------------------------------------------------------------------------
@@ -143,14 +144,13 @@ def parse_volume(spec: Any, base: str) -> dict[str, Any]:
         v = dict(spec)
         if v.get("type") == "bind" and v.get("source"):
             v["source"] = _abs(str(v["source"]), base)
-            v.setdefault("bind", {"create_host_path": True})
         if v.get("read_only") is not None:
             v["read_only"] = v["read_only"] in (True, "true", "True")
         return v
     text = str(spec)
     parts = text.split(":")
     if len(parts) == 1:
-        return {"type": "volume", "target": parts[0]}
+        return {"type": "volume", "target": parts[0], "volume": {}}
     if len(parts) > 3:
         raise ComposeError(f"invalid volume specification {text!r}: too many colons")
     source, target = parts[0], parts[1]
@@ -175,8 +175,6 @@ def parse_volume(spec: Any, base: str) -> dict[str, Any]:
             v["bind"]["propagation"] = opt
         else:
             raise ComposeError(f"invalid volume specification {text!r}: unknown mode {opt!r}")
-    if not v.get("volume") and "volume" in v:
-        del v["volume"]
     return v
 
 
@@ -198,7 +196,8 @@ def _depends_on(value: Any) -> dict[str, dict[str, Any]]:
 def _networks(value: Any) -> dict[str, Any]:
     if isinstance(value, list):
         return {str(n): None for n in value}
-    return {k: (dict(v) if v else None) for k, v in (value or {}).items()}
+    # `name: {}` stays an (empty) object: docker compose's config-hash tells it from null
+    return {k: (dict(v) if v is not None else None) for k, v in (value or {}).items()}
 
 
 def _healthcheck(value: dict[str, Any]) -> dict[str, Any]:
@@ -216,18 +215,26 @@ def _healthcheck(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _file_refs(value: Any, kind: str) -> list[dict[str, Any]]:
+    """Targets as written (docker compose's config-hash sees them so); a secret's
+    defaults to /run/secrets/<source>. mount_target() is where it is mounted."""
     out = []
     for item in value or []:
         ref = {"source": item} if isinstance(item, str) else dict(item)
         if kind == "secrets":
             ref.setdefault("target", f"/run/secrets/{ref['source']}")
-        else:
-            ref.setdefault("target", f"/{ref['source']}")
-        if not ref["target"].startswith("/"):
-            ref["target"] = (f"/run/secrets/{ref['target']}" if kind == "secrets"
-                             else "/" + ref["target"])
         out.append(ref)
     return out
+
+
+def mount_target(kind: str, ref: dict[str, Any]) -> str:
+    """Where a service's secret or config is mounted: its target, relative ones under
+    /run/secrets (secrets) or / (configs); a config without one at /<source>."""
+    target = str(ref.get("target") or "")
+    if not target:
+        return f"/run/secrets/{ref['source']}" if kind == "secrets" else f"/{ref['source']}"
+    if target.startswith("/"):
+        return target
+    return f"/run/secrets/{target}" if kind == "secrets" else f"/{target}"
 
 
 def _ulimits(value: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -235,8 +242,8 @@ def _ulimits(value: dict[str, Any]) -> dict[str, dict[str, int]]:
     for name, lim in value.items():
         if isinstance(lim, dict):
             out[name] = {"soft": int(lim["soft"]), "hard": int(lim["hard"])}
-        else:
-            out[name] = {"soft": int(lim), "hard": int(lim)}
+        else:  # "single" remembers the short form (docker compose's config-hash differs)
+            out[name] = {"soft": int(lim), "hard": int(lim), "single": int(lim)}
     return out
 
 
@@ -266,6 +273,30 @@ def _build(value: Any, base: str) -> dict[str, Any]:
         if key in b:
             b[key] = list_or_dict(b[key])
     return b
+
+
+def _hooks(value: Any) -> list[dict[str, Any]]:
+    return [{**h, "command": command(h.get("command"))} for h in value or []]
+
+
+def _develop(value: Any, base: str) -> dict[str, Any]:
+    d = dict(value or {})
+    watch = []
+    for trigger in d.get("watch") or []:
+        t = {**trigger, "path": _abs(str(trigger.get("path") or "."), base)}
+        for key in ("ignore", "include"):
+            if key in t:
+                t[key] = string_or_list(t[key])
+        if t.get("exec"):
+            t["exec"] = _hooks([t["exec"]])[0]
+        watch.append(t)
+    if watch:
+        d["watch"] = watch
+    return d
+
+
+def _gpus(value: Any) -> list[dict[str, Any]]:
+    return [{"count": "all"}] if isinstance(value, str) else [dict(v) for v in value or []]
 
 
 def _env_files(value: Any, base: str) -> list[dict[str, Any]]:
@@ -315,6 +346,12 @@ def service(name: str, raw: dict[str, Any], base: str, file: str) -> dict[str, A
                 s[key] = _build(value, base)
             elif key == "extra_hosts":
                 s[key] = _extra_hosts(value)
+            elif key in ("post_start", "pre_stop"):
+                s[key] = _hooks(value)
+            elif key == "develop":
+                s[key] = _develop(value, base)
+            elif key == "gpus":
+                s[key] = _gpus(value)
             elif key == "extends":
                 ext = {"service": value} if isinstance(value, str) else dict(value)
                 if ext.get("file"):

@@ -3,17 +3,12 @@ volumes_from), cycles reported with their path; the configuration hash docker
 compose puts in com.docker.compose.config-hash; what `up` must do with the
 containers that exist.
 
-The hash, like docker compose's ServiceHash: SHA-256 of the service's JSON
-without build, pull_policy, scale, deploy.replicas, depends_on and profiles
-(what may change without the container being different). Our JSON is our
-canonical form (sorted keys), so the value differs from docker compose's, but it
-has the same meaning: equal when the container would be created the same way.
+The hash is docker compose's own (gojson.py), so that `docker compose up` keeps
+the containers we created and we keep its.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,13 +85,9 @@ def dependents(project: Project, name: str) -> list[str]:
 
 
 def config_hash(svc: dict[str, Any]) -> str:
-    s = copy.deepcopy(svc)
-    for key in ("build", "pull_policy", "scale", "depends_on", "profiles"):
-        s.pop(key, None)
-    if isinstance(s.get("deploy"), dict):
-        s["deploy"].pop("replicas", None)
-    data = json.dumps(s, sort_keys=True, separators=(",", ":"), default=str)
-    return sha256_hex(data.encode())
+    from dockyard.compose.gojson import config_hash as compose_hash
+
+    return compose_hash(svc)
 
 
 def sha256_hex(data: bytes) -> str:

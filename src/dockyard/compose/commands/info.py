@@ -17,6 +17,8 @@ from dockyard.compose.errors import ComposeError
 def _yaml(doc: Any) -> str:
     import yaml
 
+    from dockyard.compose.gojson import Float32
+
     class Dumper(yaml.SafeDumper):
         pass
 
@@ -25,6 +27,8 @@ def _yaml(doc: Any) -> str:
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
     Dumper.add_representer(str, str_repr)
+    Dumper.add_representer(Float32, lambda dumper, data: dumper.represent_scalar(
+        "tag:yaml.org,2002:float", data.go_text()))
     return yaml.dump(doc, Dumper=Dumper, sort_keys=False, default_flow_style=False,
                      allow_unicode=True, width=1000)
 
@@ -67,15 +71,20 @@ def config(argv: list[str], cctx) -> int:
         for n in names:
             print(f"{n} {planner.config_hash(project.service(n))}")
         return 0
+    from dockyard.compose import gojson
+
     doc = project.to_dict()
-    if p.args:
-        doc["services"] = {k: v for k, v in doc["services"].items() if k in p.args}
+    # services as docker compose models them (field order, Go's encodings)
+    doc["services"] = {n: gojson.service_model(project.services[n]) for n in doc["services"]
+                       if not p.args or n in p.args}
     if p["format"] == "json":
-        text = json.dumps(doc, indent=2) + "\n"
+        text = gojson.dumps(doc, indent=2) + "\n"
     elif p["format"] == "yaml":
         text = _yaml(doc)
     else:
         raise FlagError(f"unsupported format {p['format']!r}: json or yaml")
+    if not p["no-interpolate"]:
+        text = text.replace("$", "$$")  # what it prints reads back as the same project
     if p["output"]:
         with open(p["output"], "w", encoding="utf-8") as f:
             f.write(text)

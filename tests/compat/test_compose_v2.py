@@ -1,0 +1,177 @@
+"""docker compose v2 (the real one, Debian's package, see scripts/compose-v2-peer.sh)
+as a peer of `dockyard compose`:
+
+- its model of a service (`config --format json`, the input of its config-hash) and
+  ours (dockyard.compose.gojson) are the same JSON, on a corpus of compose files;
+- on our daemon, each keeps the containers the other created: `docker compose up`
+  after `dockyard compose up` recreates nothing, and the other way round; a changed
+  service is recreated by either, alone; `docker compose down` removes our project.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_compose import (  # noqa: F401 - fixtures used by name
+    LOOP,
+    Compose,
+    _project,
+    compose,
+    daemon,
+    workdir,
+)
+
+from dockyard.compose import gojson
+from dockyard.compose.loader import Options, load
+from dockyard.devtools.compose_peer import compose_v2_config_dir, compose_v2_env
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+pytestmark = pytest.mark.skipif(compose_v2_config_dir() is None,
+                                reason="docker compose v2 peer not installed "
+                                       "(scripts/compose-v2-peer.sh)")
+
+
+def peer(args: list[str], cwd: Path, host: str | None = None,
+         env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(["docker", "compose", *args], cwd=cwd, capture_output=True, text=True,
+                       env={**compose_v2_env(host), **(env or {})}, timeout=120, check=False)
+    if check and r.returncode != 0:
+        raise AssertionError(f"docker compose {' '.join(args)} -> {r.returncode}\n"
+                             f"{r.stdout}\n{r.stderr}")
+    return r
+
+
+# -- the model: the same JSON for every service ---------------------------------------------
+
+CORPUS = [
+    ("compose-hash/services", ["--profile", "x"]),
+    ("compose-hash/shapes", []), ("compose-hash/edges", []),
+    ("compose/basic", []), ("compose/convert", []), ("compose/extends", []),
+    ("compose/include", []), ("compose/interp", []), ("compose/profiles", ["--profile", "*"]),
+    ("compose/merge", ["-f", "base.yaml", "-f", "prod.yaml"]),
+]
+
+
+@pytest.mark.parametrize("directory,args", CORPUS, ids=[c[0] for c in CORPUS])
+def test_service_model_is_docker_compose_s(directory: str, args: list[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    cwd = DATA / directory
+    env = {"NOVAL": "from-the-shell"}
+    out = peer([*args, "config", "--format", "json"], cwd, env=env).stdout
+    # `config` writes $ as $$ (so its output can be read again); the model has $
+    theirs = json.loads(out.replace("$$", "$"))["services"]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(cwd)
+    files = [args[i + 1] for i, a in enumerate(args) if a == "-f"]
+    profiles = [args[i + 1] for i, a in enumerate(args) if a == "--profile"]
+    ours = load(Options(files=files, profiles=profiles)).services
+    assert sorted(ours) == sorted(theirs)
+    for name in theirs:
+        assert gojson.dumps(gojson.service_model(ours[name]), indent=1) == \
+            gojson.dumps(theirs[name], indent=1), name
+    # and docker compose's hash of that model is the label we write
+    for name, model in theirs.items():
+        for key in gojson.HASH_EXCLUDED:
+            model.pop(key, None)
+        if "deploy" in model:
+            model["deploy"].pop("replicas", None)
+        expected = __import__("hashlib").sha256(gojson.dumps(model).encode()).hexdigest()
+        assert gojson.config_hash(ours[name]) == expected, name
+
+
+def test_go_encodings() -> None:
+    assert gojson.duration_string(90 * 10**9) == "1m30s"
+    assert gojson.duration_string(3600 * 10**9) == "1h0m0s"
+    assert gojson.duration_string(1500 * 10**6) == "1.5s"
+    assert gojson.duration_string(500 * 10**6) == "500ms"
+    assert gojson.duration_string(1500) == "1.5µs"
+    assert gojson.dumps({"a": "<&>", "f": gojson.Float32(0.1), "g": gojson.Float32(1e22)}) \
+        == '{"a":"\\u003c\\u0026\\u003e","f":0.1,"g":1e+22}'
+
+
+# -- on our daemon: each keeps the other's containers ---------------------------------------
+
+PROJECT = f"""
+services:
+  db:
+    image: busybox:dyk
+    command: ["sh", "-c", "{LOOP}"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+    volumes: [data:/data]
+  web:
+    image: busybox:dyk
+    command: ["sh", "-c", "{LOOP}"]
+    environment:
+      GREETING: hello
+    labels: [tier=front]
+    ports: ["127.0.0.1::80"]
+    depends_on: [db]
+volumes:
+  data: {{}}
+"""
+
+
+def ids(compose: Compose, project: str) -> dict[str, str]:
+    return {n: c["Id"] for n, c in compose.by_name(project).items()}
+
+
+@pytest.fixture
+def project_dir(workdir: Path, compose: Compose) -> Iterator[Path]:
+    d = _project(workdir, "v2peer", PROJECT)
+    yield d
+    compose(d, "down", "-v", "--remove-orphans", check=False)
+
+
+def test_docker_compose_keeps_our_containers(compose: Compose,
+                                             project_dir: Path) -> None:
+    compose(project_dir, "up", "-d")
+    before = ids(compose, "v2peer")
+    assert sorted(before) == ["v2peer-db-1", "v2peer-web-1"]
+    r = peer(["up", "-d"], project_dir, f"unix://{compose.sock}")
+    assert "Recreate" not in r.stdout + r.stderr, r.stderr
+    assert ids(compose, "v2peer") == before
+    listed = peer(["ps", "--format", "json"], project_dir, f"unix://{compose.sock}").stdout
+    services = sorted(json.loads(line)["Service"] for line in listed.splitlines() if line)
+    assert services == ["db", "web"]
+
+    # a change to one service: docker compose recreates that one only
+    (project_dir / "compose.yaml").write_text(PROJECT.replace("GREETING: hello",
+                                                              "GREETING: bye"))
+    peer(["up", "-d"], project_dir, f"unix://{compose.sock}")
+    after = ids(compose, "v2peer")
+    assert after["v2peer-db-1"] == before["v2peer-db-1"]
+    assert after["v2peer-web-1"] != before["v2peer-web-1"]
+
+    # docker compose down removes what we created
+    peer(["down", "-v"], project_dir, f"unix://{compose.sock}")
+    assert compose.containers("v2peer") == []
+    vols = compose.api("GET", "/volumes")[1]["Volumes"] or []  # type: ignore[index]
+    assert not [v for v in vols if v["Name"] == "v2peer_data"]
+
+
+def test_we_keep_docker_compose_s_containers(compose: Compose,
+                                            project_dir: Path) -> None:
+    peer(["up", "-d"], project_dir, f"unix://{compose.sock}")
+    before = ids(compose, "v2peer")
+    assert sorted(before) == ["v2peer-db-1", "v2peer-web-1"]
+    r = compose(project_dir, "up", "-d")
+    assert "Recreate" not in r.stdout + r.stderr, r.stderr
+    assert ids(compose, "v2peer") == before
+
+    (project_dir / "compose.yaml").write_text(PROJECT.replace("tier=front", "tier=back"))
+    compose(project_dir, "up", "-d")
+    after = ids(compose, "v2peer")
+    assert after["v2peer-db-1"] == before["v2peer-db-1"]
+    assert after["v2peer-web-1"] != before["v2peer-web-1"]
+    # and docker compose agrees that the recreated container is up to date
+    r = peer(["up", "-d"], project_dir, f"unix://{compose.sock}")
+    assert "Recreate" not in r.stdout + r.stderr, r.stderr
+    assert ids(compose, "v2peer") == after
