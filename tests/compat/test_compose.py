@@ -476,6 +476,62 @@ def test_ctrl_c_while_up_creates(compose: Compose, workdir: Path) -> None:
     assert compose.api("GET", "/networks/intr_default")[0] == 404
 
 
+def test_changed_network_or_volume_definition(compose: Compose, workdir: Path) -> None:
+    """Networks and volumes carry docker compose's config-hash: a network whose
+    definition changed is made again and the services on it recreated; a changed
+    volume is kept with a warning unless `up --yes` (its data would be lost)."""
+    needs_networks(compose)
+    needs_volumes(compose)
+    base = f"""
+services:
+  app:
+    image: busybox:dyk
+    command: ["sh", "-c", "{LOOP}"]
+    networks: [front]
+    volumes: [data:/data]
+  other:
+    image: busybox:dyk
+    command: ["sh", "-c", "{LOOP}"]
+networks:
+  front: NET
+volumes:
+  data: VOL
+"""
+    text = base.replace("NET", "{}").replace("VOL", "{}")
+    p = _project(workdir, "divg", text)
+    try:
+        compose(p, "up", "-d")
+        first = {n: c["Id"] for n, c in compose.by_name("divg").items()}
+        net = compose.api("GET", "/networks/divg_front")[1]
+
+        (p / "compose.yaml").write_text(base.replace("NET", "{labels: {tier: x}}")
+                                        .replace("VOL", "{}"))
+        r = compose(p, "up", "-d")
+        assert "Network divg_front  Removed" in r.stderr, r.stderr
+        net2 = compose.api("GET", "/networks/divg_front")[1]
+        assert net2["Id"] != net["Id"] and net2["Labels"]["tier"] == "x"
+        second = {n: c for n, c in compose.by_name("divg").items()}
+        assert second["divg-other-1"]["Id"] == first["divg-other-1"]
+        app = second["divg-app-1"]
+        assert app["Id"] != first["divg-app-1"] and app["State"] == "running"
+        assert app["NetworkSettings"]["Networks"]["divg_front"]["NetworkID"] == net2["Id"]
+
+        (p / "compose.yaml").write_text(base.replace("NET", "{labels: {tier: x}}")
+                                        .replace("VOL", "{labels: {k: v}}"))
+        r = compose(p, "up", "-d")
+        assert "Volume \"divg_data\" exists but doesn't match" in r.stderr, r.stderr
+        assert "k" not in compose.api("GET", "/volumes/divg_data")[1]["Labels"]
+        assert compose.by_name("divg")["divg-app-1"]["Id"] == app["Id"]
+        compose(p, "up", "-d", "--yes")
+        assert compose.api("GET", "/volumes/divg_data")[1]["Labels"]["k"] == "v"
+        third = compose.by_name("divg")
+        assert third["divg-app-1"]["Id"] != app["Id"]
+        assert third["divg-app-1"]["State"] == "running"
+    finally:
+        compose(p, "down", "-v", "-t", "0")
+    assert compose.by_name("divg") == {}
+
+
 def test_orphans(compose: Compose, workdir: Path) -> None:
     needs_networks(compose)
     p = _project(workdir, "orph", f"""

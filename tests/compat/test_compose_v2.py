@@ -50,7 +50,7 @@ def peer(args: list[str], cwd: Path, host: str | None = None,
 
 CORPUS = [
     ("compose-hash/services", ["--profile", "x"]),
-    ("compose-hash/shapes", []), ("compose-hash/edges", []),
+    ("compose-hash/shapes", []), ("compose-hash/edges", []), ("compose-hash/resources", []),
     ("compose/basic", []), ("compose/convert", []), ("compose/extends", []),
     ("compose/include", []), ("compose/interp", []), ("compose/profiles", ["--profile", "*"]),
     ("compose/merge", ["-f", "base.yaml", "-f", "prod.yaml"]),
@@ -64,14 +64,22 @@ def test_service_model_is_docker_compose_s(directory: str, args: list[str],
     env = {"NOVAL": "from-the-shell"}
     out = peer([*args, "config", "--format", "json"], cwd, env=env).stdout
     # `config` writes $ as $$ (so its output can be read again); the model has $
-    theirs = json.loads(out.replace("$$", "$"))["services"]
+    full = json.loads(out.replace("$$", "$"))
+    theirs = full["services"]
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(cwd)
     files = [args[i + 1] for i, a in enumerate(args) if a == "-f"]
     profiles = [args[i + 1] for i, a in enumerate(args) if a == "--profile"]
-    ours = load(Options(files=files, profiles=profiles)).services
+    project = load(Options(files=files, profiles=profiles))
+    ours = project.services
     assert sorted(ours) == sorted(theirs)
+    # networks and volumes too (they carry hashes of their own)
+    for kind, model in (("networks", gojson.network_model), ("volumes", gojson.volume_model)):
+        mine = getattr(project, kind)
+        assert sorted(mine) == sorted(full.get(kind) or {}), kind
+        for key, value in (full.get(kind) or {}).items():
+            assert gojson.dumps(model(mine[key])) == gojson.dumps(value), (kind, key)
     for name in theirs:
         assert gojson.dumps(gojson.service_model(ours[name]), indent=1) == \
             gojson.dumps(theirs[name], indent=1), name
@@ -135,9 +143,14 @@ def test_docker_compose_keeps_our_containers(compose: Compose,
     compose(project_dir, "up", "-d")
     before = ids(compose, "v2peer")
     assert sorted(before) == ["v2peer-db-1", "v2peer-web-1"]
+    network = compose.api("GET", "/networks/v2peer_default")[1]
+    assert network["Labels"]["com.docker.compose.config-hash"]  # type: ignore[index]
     r = peer(["up", "-d"], project_dir, f"unix://{compose.sock}")
     assert "Recreate" not in r.stdout + r.stderr, r.stderr
+    assert "exists but doesn't match" not in r.stderr, r.stderr  # the volume's hash
     assert ids(compose, "v2peer") == before
+    # the network's hash is docker compose's too: it kept the network
+    assert compose.api("GET", "/networks/v2peer_default")[1]["Id"] == network["Id"]  # type: ignore[index]
     listed = peer(["ps", "--format", "json"], project_dir, f"unix://{compose.sock}").stdout
     services = sorted(json.loads(line)["Service"] for line in listed.splitlines() if line)
     assert services == ["db", "web"]

@@ -35,6 +35,7 @@ class Backend:
         self._local = threading.local()
         self._version: str | None = None
         self._print_lock = threading.Lock()
+        self.diverged: set[str] = set()  # services whose network/volume was made again
 
     @property
     def client(self) -> Client:
@@ -143,7 +144,12 @@ class Backend:
                                         headers=headers), None if quiet else self.out)
 
     # -- networks and volumes ---------------------------------------------------------------
-    def ensure_network(self, project: Project, key: str) -> None:
+    def ensure_network(self, project: Project, key: str) -> str:
+        """The network's id, made if missing. One of the project's whose config-hash
+        label differs from its definition is removed and made again, as docker compose
+        does: the services on it are stopped and noted in `diverged` (to be recreated)."""
+        from dockyard.compose import gojson
+
         spec = project.networks[key]
         name = project.network_name(key)
         try:
@@ -157,20 +163,24 @@ class Backend:
             if info is None:
                 raise ComposeError(f"network {name} declared as external, but could not "
                                    "be found")
-            return
+            return info["Id"]
+        digest = gojson.network_hash(spec)
         if info is not None:
             labels = info.get("Labels") or {}
             if labels.get(convert.PROJECT) not in (None, project.name):
                 self.status(f"WARN[0000] a network with name {name} exists but was not "
                             f"created for project \"{project.name}\"")
-            return
+            if labels.get(convert.CONFIG_HASH, digest) == digest:
+                return info["Id"]
+            self._remove_diverged_network(project, key, info)
         body: dict[str, Any] = {
             "Name": name, "Driver": spec.get("driver") or "bridge",
             "Options": spec.get("driver_opts") or {}, "Internal": bool(spec.get("internal")),
             "Attachable": bool(spec.get("attachable")),
             "EnableIPv6": bool(spec.get("enable_ipv6")), "CheckDuplicate": True,
             "Labels": {**(spec.get("labels") or {}), convert.PROJECT: project.name,
-                       convert.NETWORK: key, convert.VERSION: convert.COMPOSE_VERSION},
+                       convert.NETWORK: key, convert.VERSION: convert.COMPOSE_VERSION,
+                       convert.CONFIG_HASH: digest},
         }
         ipam = spec.get("ipam")
         if ipam:
@@ -181,28 +191,81 @@ class Backend:
                                         "IPRange": c.get("ip_range", "")}
                                        for c in ipam.get("config") or []]}
         self.status(f" Network {name}  Creating")
-        self.client.post("/networks/create", body=body)
+        made = self.client.post("/networks/create", body=body)
         self.status(f" Network {name}  Created")
+        return made["Id"]
 
-    def ensure_volume(self, project: Project, key: str) -> None:
+    def _remove_diverged_network(self, project: Project, key: str,
+                                 info: dict[str, Any]) -> None:
+        services = [n for n, s in project.services.items()
+                    if not s.get("network_mode") and key in (s.get("networks") or {})]
+        with self._print_lock:
+            self.diverged.update(services)
+        for c in self.containers(project.name, services=services) if services else []:
+            if c.get("State") == "running":
+                self.status(f" Container {short_name(c)}  Stopping")
+                self.stop(c["Id"], None)
+                self.status(f" Container {short_name(c)}  Stopped")
+        for cid in info.get("Containers") or {}:
+            try:
+                self.client.post(f"/networks/{info['Id']}/disconnect",
+                                 body={"Container": cid, "Force": True})
+            except NotFound:
+                pass
+        self.client.delete(f"/networks/{info['Id']}")
+        self.status(f" Network {info['Name']}  Removed")
+
+    def ensure_volume(self, project: Project, key: str, recreate: bool = False) -> None:
+        """Made if missing. One of the project's whose config-hash label differs from
+        its definition is kept with docker compose's warning (its data would be lost),
+        unless `recreate` (up --yes): then the containers using it go too."""
+        from dockyard.compose import gojson
+
         spec = project.volumes[key]
         name = project.volume_name(key)
         try:
-            self.client.get(f"/volumes/{name}")
-            return
+            info = self.client.get(f"/volumes/{name}")
         except NotFound as e:
             if missing_route(e):
                 raise ComposeError(f"volume {name}: the daemon has no volumes API "
                                    "(needs /volumes, issue 6)") from None
+            info = None
         if spec.get("external"):
-            raise ComposeError(f"external volume \"{name}\" not found")
+            if info is None:
+                raise ComposeError(f"external volume \"{name}\" not found")
+            return
+        digest = gojson.volume_hash(spec)
+        if info is not None:
+            actual = (info.get("Labels") or {}).get(convert.CONFIG_HASH, digest)
+            if actual == digest:
+                return
+            if not recreate:
+                self.status(f"WARN[0000] Volume \"{name}\" exists but doesn't match "
+                            "configuration in compose file. Recreate (data will be lost)? "
+                            "No (use up --yes to recreate it)")
+                return
+            self._remove_diverged_volume(project, key, name)
         self.status(f" Volume \"{name}\"  Creating")
         self.client.post("/volumes/create", body={
             "Name": name, "Driver": spec.get("driver") or "local",
             "DriverOpts": {k: str(v) for k, v in (spec.get("driver_opts") or {}).items()},
             "Labels": {**(spec.get("labels") or {}), convert.PROJECT: project.name,
-                       convert.VOLUME: key, convert.VERSION: convert.COMPOSE_VERSION}})
+                       convert.VOLUME: key, convert.VERSION: convert.COMPOSE_VERSION,
+                       convert.CONFIG_HASH: digest}})
         self.status(f" Volume \"{name}\"  Created")
+
+    def _remove_diverged_volume(self, project: Project, key: str, name: str) -> None:
+        services = [n for n, s in project.services.items()
+                    if any(v.get("type") == "volume" and v.get("source") == key
+                           for v in s.get("volumes") or [])]
+        with self._print_lock:
+            self.diverged.update(services)
+        for c in self.containers(project.name, services=services) if services else []:
+            self.status(f" Container {short_name(c)}  Removing")
+            self.remove(c["Id"], force=True)
+            self.status(f" Container {short_name(c)}  Removed")
+        self.client.delete(f"/volumes/{name}")
+        self.status(f" Volume {name}  Removed")
 
     def project_networks(self, project: str) -> list[dict[str, Any]]:
         try:

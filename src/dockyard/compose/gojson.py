@@ -397,6 +397,43 @@ SERVICE: tuple[tuple[str, Render], ...] = (
 )
 
 
+_ipam = go_struct(("driver", go_string),
+                  ("config", list_of(go_struct(("subnet", go_string), ("gateway", go_string),
+                                               ("ip_range", go_string),
+                                               ("aux_addresses", go_mapping)))))
+NETWORK: tuple[tuple[str, Render], ...] = (
+    ("name", go_string), ("driver", go_string), ("driver_opts", go_mapping),
+    ("ipam", _ipam), ("external", go_bool), ("internal", go_bool), ("attachable", go_bool),
+    ("labels", go_mapping), ("enable_ipv4", go_bool_ptr), ("enable_ipv6", go_bool_ptr))
+VOLUME: tuple[tuple[str, Render], ...] = (
+    ("name", go_string), ("driver", go_string), ("driver_opts", go_mapping),
+    ("external", go_bool), ("labels", go_mapping))
+
+
+def network_model(spec: dict[str, Any]) -> dict[str, Any]:
+    return go_struct(*NETWORK, always=("ipam",))(spec)
+
+
+def volume_model(spec: dict[str, Any]) -> dict[str, Any]:
+    return go_struct(*VOLUME)(spec)
+
+
+def network_hash(spec: dict[str, Any]) -> str:
+    """docker compose's NetworkHash: the label on the networks it creates; a network
+    whose label differs is removed and made again."""
+    from dockyard.compose.planner import sha256_hex
+
+    return sha256_hex(dumps(network_model(spec)).encode())
+
+
+def volume_hash(spec: dict[str, Any]) -> str:
+    """docker compose's VolumeHash (the driver counts as "local" when not given)."""
+    from dockyard.compose.planner import sha256_hex
+
+    return sha256_hex(dumps(volume_model({**spec, "driver": spec.get("driver")
+                                          or "local"})).encode())
+
+
 def service_model(svc: dict[str, Any]) -> dict[str, Any]:
     """The service as compose-go's JSON object (fields in its order)."""
     svc = dict(svc)

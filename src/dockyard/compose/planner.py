@@ -99,6 +99,14 @@ def sha256_hex(data: bytes) -> str:
     return sha256(data).hexdigest()
 
 
+def _off_network(container: dict[str, Any], networks: list[str]) -> bool:
+    if container.get("State") != "running":
+        return False
+    on = {n.get("NetworkID") for n in ((container.get("NetworkSettings") or {})
+                                       .get("Networks") or {}).values()}
+    return any(n not in on for n in networks)
+
+
 def replicas(svc: dict[str, Any]) -> int:
     if svc.get("scale") is not None:
         return int(svc["scale"])
@@ -129,8 +137,9 @@ def number(container: dict[str, Any]) -> int:
 
 def plan_service(svc: dict[str, Any], existing: list[dict[str, Any]], want: int,
                  image_id: str | None, force: bool = False,
-                 no_recreate: bool = False) -> Plan:
-    """Decide from the containers' labels (GET /containers/json summaries)."""
+                 no_recreate: bool = False, networks: list[str] | None = None) -> Plan:
+    """Decide from the containers' labels (GET /containers/json summaries); a running
+    container not on every network id in `networks` is recreated too."""
     plan = Plan()
     digest = config_hash(svc)
     current = sorted(existing, key=number)
@@ -142,7 +151,8 @@ def plan_service(svc: dict[str, Any], existing: list[dict[str, Any]], want: int,
         changed = labels.get("com.docker.compose.config-hash") != digest
         image_changed = bool(image_id) and labels.get("com.docker.compose.image") not in (
             None, "", image_id)
-        if not no_recreate and (force or changed or image_changed):
+        if not no_recreate and (force or changed or image_changed
+                                or _off_network(c, networks or [])):
             plan.recreate.append(c)
         else:
             plan.keep.append(c)

@@ -38,6 +38,7 @@ class UpOptions:
     wait_timeout: float = 0
     timeout: int | None = None
     quiet_pull: bool = True
+    yes: bool = False   # recreate a volume whose definition changed (its data is lost)
 
 
 def targets(project: Project, services: list[str], no_deps: bool) -> list[str]:
@@ -149,6 +150,7 @@ class Converger:
         self.failed: dict[str, str] = {}
         self.created: list[str] = []   # ids created in this run
         self.replaced: set[str] = set()  # services whose containers were (re)created
+        self.network_ids: dict[str, str] = {}  # the project's networks, by key
         self.lock = threading.Lock()
         backend.project_name = project.name  # type: ignore[attr-defined]
 
@@ -181,13 +183,12 @@ class Converger:
             vols += [v["source"] for v in svc.get("volumes") or []
                      if v.get("type") == "volume" and v.get("source")
                      and v["source"] not in vols]
-        jobs = [(self.backend.ensure_network, n) for n in nets] + \
-            [(self.backend.ensure_volume, v) for v in vols]
+        jobs = [(self._network, n) for n in nets] + [(self._volume, v) for v in vols]
         errors: list[Exception] = []
 
         def one(fn: Any, key: str) -> None:
             try:
-                fn(self.project, key)
+                fn(key)
             except (DockyardError, OSError) as e:
                 errors.append(e)
 
@@ -201,6 +202,12 @@ class Converger:
         if errors:
             raise errors[0]
 
+    def _network(self, key: str) -> None:
+        self.network_ids[key] = self.backend.ensure_network(self.project, key)
+
+    def _volume(self, key: str) -> None:
+        self.backend.ensure_volume(self.project, key, recreate=self.opts.yes)
+
     # -- running ----------------------------------------------------------------------------
     def run(self) -> None:
         names, images = self.prepare()
@@ -208,6 +215,8 @@ class Converger:
         current = concurrently({"resources": (self.resources, names),
                                 "containers": (self.backend.containers, self.project.name)}
                                )["containers"]
+        if self.backend.diverged:  # containers went with a network or volume made again
+            current = self.backend.containers(self.project.name)
         found = orphans(self.backend, self.project, current)
         if found:
             if self.opts.remove_orphans:
@@ -319,8 +328,13 @@ class Converger:
         """Remove surplus containers, recreate changed ones, create missing ones: the
         containers to start, and those kept running."""
         b = self.backend
+        # a service whose network or volume was made again is recreated on it; a running
+        # container missing from one of its networks too (docker compose's checks)
+        networks = [self.network_ids[n] for n in (svc.get("networks") or {})
+                    if n in self.network_ids] if not svc.get("network_mode") else []
         plan = planner.plan_service(svc, existing, self._want(name), image_id,
-                                    self.opts.force_recreate, self.opts.no_recreate)
+                                    self.opts.force_recreate or name in b.diverged,
+                                    self.opts.no_recreate, networks)
         for c in plan.remove:
             b.status(f" Container {short_name(c)}  Stopping")
             b.stop(c["Id"], self.opts.timeout)

@@ -60,7 +60,7 @@ def _up_options(p, services: list[str], start: bool) -> UpOptions:
                      remove_orphans=p["remove-orphans"], scale=_scale(p["scale"]),
                      build=p["build"], no_build=p["no-build"],
                      pull="missing" if pull in ("policy", "") else pull, start=start,
-                     quiet_pull=True,
+                     quiet_pull=True, yes=bool(p.get("yes", False)),
                      timeout=_timeout(p.get("timeout", "") or ""))
 
 
