@@ -122,6 +122,11 @@ services:
     labels: [tier=front]
     ports: ["127.0.0.1::80"]
     depends_on: [db]
+  side:  # references docker compose resolves to container ids before hashing
+    image: busybox:dyk
+    command: ["sh", "-c", "{LOOP}"]
+    network_mode: service:db
+    volumes_from: ["db:ro"]
 volumes:
   data: {{}}
 """
@@ -142,7 +147,7 @@ def test_docker_compose_keeps_our_containers(compose: Compose,
                                              project_dir: Path) -> None:
     compose(project_dir, "up", "-d")
     before = ids(compose, "v2peer")
-    assert sorted(before) == ["v2peer-db-1", "v2peer-web-1"]
+    assert sorted(before) == ["v2peer-db-1", "v2peer-side-1", "v2peer-web-1"]
     network = compose.api("GET", "/networks/v2peer_default")[1]
     assert network["Labels"]["com.docker.compose.config-hash"]  # type: ignore[index]
     r = peer(["up", "-d"], project_dir, f"unix://{compose.sock}")
@@ -153,7 +158,7 @@ def test_docker_compose_keeps_our_containers(compose: Compose,
     assert compose.api("GET", "/networks/v2peer_default")[1]["Id"] == network["Id"]  # type: ignore[index]
     listed = peer(["ps", "--format", "json"], project_dir, f"unix://{compose.sock}").stdout
     services = sorted(json.loads(line)["Service"] for line in listed.splitlines() if line)
-    assert services == ["db", "web"]
+    assert services == ["db", "side", "web"]
 
     # a change to one service: docker compose recreates that one only
     (project_dir / "compose.yaml").write_text(PROJECT.replace("GREETING: hello",
@@ -174,7 +179,7 @@ def test_we_keep_docker_compose_s_containers(compose: Compose,
                                             project_dir: Path) -> None:
     peer(["up", "-d"], project_dir, f"unix://{compose.sock}")
     before = ids(compose, "v2peer")
-    assert sorted(before) == ["v2peer-db-1", "v2peer-web-1"]
+    assert sorted(before) == ["v2peer-db-1", "v2peer-side-1", "v2peer-web-1"]
     r = compose(project_dir, "up", "-d")
     assert "Recreate" not in r.stdout + r.stderr, r.stderr
     assert ids(compose, "v2peer") == before

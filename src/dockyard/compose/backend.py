@@ -103,7 +103,7 @@ class Backend:
         found = self.containers(project, services=[service])
         if not found:
             raise ComposeError(f"service {service!r} has no container")
-        return found[0]["Id"]
+        return min(found, key=short_name)["Id"]  # docker compose's pick: by name
 
     def start(self, cid: str) -> None:
         self.client.post(f"/containers/{cid}/start")

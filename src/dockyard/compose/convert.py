@@ -298,6 +298,27 @@ def depends_label(svc: dict[str, Any]) -> str:
                     for dep, spec in (svc.get("depends_on") or {}).items())
 
 
+def resolved_references(project: Project, svc: dict[str, Any],
+                        resolve_service: Any) -> dict[str, Any]:
+    """The service as docker compose hashes it at up: network_mode, ipc and pid
+    `service:x` as `container:<id of x's first container>`, volumes_from entries as
+    that id (or the named container), their modes dropped as compose drops them."""
+    if resolve_service is None:
+        return svc
+    out = dict(svc)
+    for key in ("network_mode", "ipc", "pid"):
+        ref = str(svc.get(key) or "")
+        if ref.startswith("service:"):
+            out[key] = f"container:{resolve_service(ref[8:])}"
+    if svc.get("volumes_from"):
+        out["volumes_from"] = [
+            ref.split(":")[1] if ref.startswith("container:")
+            else resolve_service(ref.split(":")[1] if ref.startswith("service:")
+                                 else ref.split(":")[0])
+            for ref in svc["volumes_from"]]
+    return out
+
+
 def create_body(project: Project, name: str, svc: dict[str, Any], number: int,
                 image_id: str = "", oneoff: bool = False,
                 resolve_service: Any = None) -> dict[str, Any]:
@@ -307,15 +328,14 @@ def create_body(project: Project, name: str, svc: dict[str, Any], number: int,
     env = [f"{k}={v}" for k, v in (svc.get("environment") or {}).items() if v is not None]
     labels = {k: str(v if v is not None else "") for k, v in (svc.get("labels") or {}).items()}
     labels.update(project_labels(project))
+    resolved = resolved_references(project, svc, resolve_service)
     labels.update({SERVICE: name, NUMBER: str(number), ONEOFF: "True" if oneoff else "False",
-                   CONFIG_HASH: config_hash(svc), DEPENDS_ON: depends_label(svc)})
+                   CONFIG_HASH: config_hash(resolved), DEPENDS_ON: depends_label(svc)})
     if image_id:
         labels[IMAGE] = image_id
     exposed, bindings = _ports(svc)
     binds, mounts, tmpfs = _mounts(project, svc, where)
-    network_mode, endpoints, _ = _networks(project, svc, name)
-    if network_mode.startswith("service:") and resolve_service is not None:
-        network_mode = f"container:{resolve_service(network_mode[8:])}"
+    network_mode, endpoints, _ = _networks(project, resolved, name)
     volumes_from = []
     for ref in svc.get("volumes_from") or []:
         if ref.startswith("service:") or ref.split(":")[0] in project.services:
@@ -363,7 +383,7 @@ def create_body(project: Project, name: str, svc: dict[str, Any], number: int,
         "Sysctls": {k: str(v) for k, v in (svc.get("sysctls") or {}).items()} or None,
         "Ulimits": [{"Name": k, "Soft": v["soft"], "Hard": v["hard"]}
                     for k, v in (svc.get("ulimits") or {}).items()] or None,
-        "PidMode": svc.get("pid") or "", "IpcMode": svc.get("ipc") or "",
+        "PidMode": resolved.get("pid") or "", "IpcMode": resolved.get("ipc") or "",
         "UTSMode": svc.get("uts") or "", "UsernsMode": svc.get("userns_mode") or "",
         "ShmSize": to_bytes(svc["shm_size"], f"{where}.shm_size") if svc.get("shm_size")
         else 0,

@@ -137,11 +137,13 @@ def number(container: dict[str, Any]) -> int:
 
 def plan_service(svc: dict[str, Any], existing: list[dict[str, Any]], want: int,
                  image_id: str | None, force: bool = False,
-                 no_recreate: bool = False, networks: list[str] | None = None) -> Plan:
-    """Decide from the containers' labels (GET /containers/json summaries); a running
-    container not on every network id in `networks` is recreated too."""
+                 no_recreate: bool = False, networks: list[str] | None = None,
+                 digest: str | None = None) -> Plan:
+    """Decide from the containers' labels (GET /containers/json summaries) against
+    `digest` (the service's config-hash by default); a running container not on every
+    network id in `networks` is recreated too."""
     plan = Plan()
-    digest = config_hash(svc)
+    digest = digest or config_hash(svc)
     current = sorted(existing, key=number)
     # scale down: the highest numbers go first (docker compose removes the newest)
     for c in current[want:]:

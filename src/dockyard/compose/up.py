@@ -332,9 +332,11 @@ class Converger:
         # container missing from one of its networks too (docker compose's checks)
         networks = [self.network_ids[n] for n in (svc.get("networks") or {})
                     if n in self.network_ids] if not svc.get("network_mode") else []
+        digest = planner.config_hash(convert.resolved_references(self.project, svc,
+                                                                 b.service_container))
         plan = planner.plan_service(svc, existing, self._want(name), image_id,
                                     self.opts.force_recreate or name in b.diverged,
-                                    self.opts.no_recreate, networks)
+                                    self.opts.no_recreate, networks, digest)
         for c in plan.remove:
             b.status(f" Container {short_name(c)}  Stopping")
             b.stop(c["Id"], self.opts.timeout)
