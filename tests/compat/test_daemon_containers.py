@@ -324,3 +324,35 @@ def test_docker_sdk_containers(daemon: Daemon, busybox: str) -> None:
             client.containers.run("busybox:dyk", ["sh", "-c", "exit 4"], remove=True)
     finally:
         client.close()
+
+
+def test_shared_pid_ipc_and_uts_namespaces(docker: DockerCLI, busybox: str) -> None:
+    """--pid/--ipc container:X join X's namespaces, --pid/--uts host the host's;
+    joining a container that is not running fails as dockerd's does."""
+    import socket
+
+    docker("run", "-d", "--name", "nsowner", "busybox:dyk", "sleep", "300")
+    try:
+        docker("run", "-d", "--name", "nsjoiner", "--pid", "container:nsowner", "--ipc",
+               "container:nsowner", "busybox:dyk", "sleep", "299")
+        procs = docker("exec", "nsjoiner", "ps", "-o", "args").stdout
+        assert "sleep 300" in procs and "sleep 299" in procs
+        ipc = [docker("exec", n, "readlink", "/proc/self/ns/ipc").stdout for n in
+               ("nsowner", "nsjoiner")]
+        assert ipc[0] == ipc[1]
+        own = docker("run", "--rm", "busybox:dyk", "readlink", "/proc/self/ns/ipc").stdout
+        assert own != ipc[0]
+
+        host_procs = docker("run", "--rm", "--pid", "host", "busybox:dyk", "ps", "-o",
+                            "pid").stdout.split()
+        assert "1" in host_procs and len(host_procs) > 10
+        assert docker("run", "--rm", "--uts", "host", "busybox:dyk",
+                      "hostname").stdout.strip() == socket.gethostname()
+
+        docker("stop", "-t", "0", "nsowner")
+        r = docker("start", "nsjoiner", check=False)
+        assert r.returncode != 0 and "cannot join PID of a non running container" in r.stderr
+        r = docker("run", "--rm", "--ipc", "bogus", "busybox:dyk", "true", check=False)
+        assert r.returncode == 125 and "invalid IPC mode" in r.stderr, r.stderr
+    finally:
+        docker("rm", "-f", "nsjoiner", "nsowner", check=False)

@@ -320,17 +320,14 @@ _build = go_struct(
 def implicit_depends_on(svc: dict[str, Any]) -> dict[str, Any]:
     """depends_on with what links, `service:` namespaces and volumes_from imply, as
     compose-go adds them when it loads a project."""
+    from dockyard.compose.planner import references
+
     deps = dict(svc.get("depends_on") or {})
-    started = {"condition": "service_started", "required": True}
-    for link in svc.get("links") or []:
-        deps.setdefault(link.split(":")[0], {**started, "restart": True})
-    for key in ("network_mode", "ipc", "pid", "uts", "cgroup"):
-        ref = str(svc.get(key) or "")
-        if ref.startswith("service:"):
-            deps.setdefault(ref[8:], {**started, "restart": True})
-    for ref in svc.get("volumes_from") or []:
-        if not ref.startswith("container:"):
-            deps.setdefault(ref.split(":")[0], dict(started))
+    for name, how in references(svc):
+        dep = {"condition": "service_started", "required": True}
+        if how != "volumes_from":  # compose-go restarts with links and namespaces
+            dep["restart"] = True
+        deps.setdefault(name, dep)
     return deps
 
 

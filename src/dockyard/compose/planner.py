@@ -15,15 +15,28 @@ from typing import Any
 from dockyard.compose.errors import ComposeError, where
 from dockyard.compose.model import Project
 
+NAMESPACES = ("network_mode", "ipc", "pid", "uts", "cgroup")
+
+
+def references(svc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The services this one names, whose containers must exist before its own, as
+    (service, how): "namespace" (network_mode, ipc, ... `service:x`), "volumes_from"
+    (any entry but `container:x`) and "link"."""
+    out = []
+    for key in NAMESPACES:
+        ref = str(svc.get(key) or "")
+        if ref.startswith("service:"):
+            out.append((ref[8:], "namespace"))
+    for ref in svc.get("volumes_from") or []:
+        parts = str(ref).split(":")
+        if parts[0] != "container":
+            out.append((parts[1] if parts[0] == "service" else parts[0], "volumes_from"))
+    out += [(str(link).split(":")[0], "link") for link in svc.get("links") or []]
+    return out
+
 
 def dependencies(svc: dict[str, Any]) -> list[str]:
-    deps = list(svc.get("depends_on") or {})
-    mode = svc.get("network_mode") or ""
-    for ref in [mode] + [str(v) for v in svc.get("volumes_from") or []]:
-        if ref.startswith("service:"):
-            deps.append(ref.split(":")[1])
-    for link in svc.get("links") or []:
-        deps.append(link.split(":")[0])
+    deps = list(svc.get("depends_on") or {}) + [name for name, _ in references(svc)]
     return list(dict.fromkeys(deps))
 
 

@@ -124,20 +124,8 @@ def orphans(backend: Backend, project: Project,
 
 
 def _needs_existing(svc: dict[str, Any]) -> list[str]:
-    """Services whose containers must exist before this one is created: network_mode and
-    volumes_from `service:x`, and links."""
-    out = []
-    mode = svc.get("network_mode") or ""
-    if mode.startswith("service:"):
-        out.append(mode[8:])
-    for ref in svc.get("volumes_from") or []:
-        parts = str(ref).split(":")
-        if parts[0] == "service":
-            out.append(parts[1])
-        elif not ref.startswith("container:"):
-            out.append(parts[0])
-    out += [str(link).split(":")[0] for link in svc.get("links") or []]
-    return out
+    """Services whose containers must exist before this one is created."""
+    return list(dict.fromkeys(name for name, _ in planner.references(svc)))
 
 
 class Converger:

@@ -122,7 +122,23 @@ class Engine(EngineQueries):
     def _spec(self, c: Container, rootfs: str, start: bool = True) -> dict:
         return specmod.build(c, rootfs, init_default=self.init_default,
                              init_path=self.init_path, default_ulimits=self.default_ulimits,
-                             start=start)
+                             start=start, shared=self._shared_namespaces(c) if start else None)
+
+    def _shared_namespaces(self, c: Container) -> dict[str, str]:
+        """--pid/--ipc/--uts host, or container:X: X's namespace files (X must run)."""
+        out = {}
+        for kind, mode in specmod.namespace_modes(c.host_config).items():
+            if mode == "host":
+                out[kind] = "host"
+                continue
+            other = self.store.get(mode[len("container:"):])
+            if other.id == c.id:
+                raise InvalidArgument(f"cannot join own {kind.upper()} namespace")
+            if not other.state.Running or other.state.Restarting or not other.state.Pid:
+                raise Conflict(f"cannot join {kind.upper()} of a non running container: "
+                               f"{other.id}")
+            out[kind] = f"/proc/{other.state.Pid}/ns/{kind}"
+        return out
 
     def _save(self, c: Container) -> None:
         self.store.save(c)

@@ -331,15 +331,33 @@ def wants_init(hc: dict, default: bool = False) -> bool:
     return default
 
 
+def namespace_modes(hc: dict[str, Any]) -> dict[str, str]:
+    """--pid, --ipc and --uts as {kind: "host" | "container:<ref>"} (checked as
+    dockerd checks them); what is not there is the container's own."""
+    out = {}
+    for kind, key, own in (("pid", "PidMode", ("",)),
+                           ("ipc", "IpcMode", ("", "private", "shareable", "none")),
+                           ("uts", "UTSMode", ("",))):
+        mode = str(hc.get(key) or "")
+        if mode == "host" or (mode.startswith("container:") and mode[10:]
+                              and kind != "uts"):
+            out[kind] = mode
+        elif mode not in own:
+            raise InvalidArgument(f"invalid {kind.upper()} mode: {mode}")
+    return out
+
+
 def build(c: Container, rootfs: str, *, init_default: bool = False,
           init_path: str | None = None, default_ulimits: list[dict] | None = None,
-          start: bool = True) -> dict:
+          start: bool = True, shared: dict[str, str] | None = None) -> dict:
     """The OCI config for container `c` whose root file system is mounted at `rootfs`.
 
     init_default/init_path: the daemon's "init" and "init-path" settings;
     default_ulimits: its "default-ulimits" (for the names the container sets none of);
     start=False: the check at create, without what dockerd only looks at when the
-    container starts (block devices, device requests): those fail the start only."""
+    container starts (block devices, device requests): those fail the start only.
+    shared: namespaces not the container's own, by type: "host", or another
+    container's namespace file (--pid/--ipc container:X, see shared_namespaces)."""
     cfg, hc = c.config, c.host_config
     privileged = bool(hc.get("Privileged"))
     hostname = hostname_of(c)
@@ -378,7 +396,12 @@ def build(c: Container, rootfs: str, *, init_default: bool = False,
     if start:
         check_device_requests(hc)
     res["devices"] += dev_rules
-    namespaces = [{"type": t} for t in ("mount", "network", "uts", "pid", "ipc")]
+    namespace_modes(hc)  # a bad --pid/--ipc/--uts: 400 at create
+    namespaces = []
+    for kind in ("mount", "network", "uts", "pid", "ipc"):
+        where = (shared or {}).get(kind)
+        if where != "host":
+            namespaces.append({"type": kind, **({"path": where} if where else {})})
     netns = c.extra.get("netns")  # engine/networking.py: a namespace file, or "host"
     if netns:
         namespaces = [n for n in namespaces if n["type"] != "network"]
