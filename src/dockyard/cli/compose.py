@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unpause": ("lifecycle", "unpause"), "rm": ("lifecycle", "rm"),
     "scale": ("lifecycle", "scale"), "wait": ("lifecycle", "wait"),
     "logs": ("interact", "logs"), "exec": ("interact", "exec_"), "run": ("interact", "run"),
-    "cp": ("interact", "cp"),
+    "cp": ("interact", "cp"), "watch": ("watch", "watch"),
 }
 
 GLOBAL_FLAGS = [

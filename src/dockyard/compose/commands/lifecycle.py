@@ -85,6 +85,8 @@ def up(argv: list[str], cctx) -> int:
     detach = p["detach"] or p["wait"]
     if detach and abort:
         raise FlagError("--abort-on-container-exit and --detach are incompatible")
+    if p["watch"]:
+        _check_watch(p, project, detach)
     backend = cctx.backend
     conv = Converger(backend, project, opts)
     if detach or p["no-start"]:
@@ -155,7 +157,18 @@ def _attached(cctx, conv: Converger, p, abort: bool, exit_from: str) -> int:
             t.join()
         ended.set()
 
-    threading.Thread(target=all_done, daemon=True).start()
+    stop_watch = None
+    if p["watch"]:  # runs until Ctrl-C, following the containers a rebuild makes
+        from dockyard.compose.watch import watch_in_background
+
+        def attach_new(c: dict[str, Any]) -> None:
+            threading.Thread(target=follow, daemon=True, kwargs={
+                "backend": backend, "c": c, "name": display_name(project.name, c),
+                "printer": printer, "follow": True, "timestamps": p["timestamps"],
+                "on_end": lambda c=c: on_end(c)}).start()
+        stop_watch = watch_in_background(backend, project, p.args, printer, attach_new)
+    else:
+        threading.Thread(target=all_done, daemon=True).start()
     interrupted = False
     old = signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -166,6 +179,8 @@ def _attached(cctx, conv: Converger, p, abort: bool, exit_from: str) -> int:
         print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, old)
+    if stop_watch:
+        stop_watch()
     if interrupted or abort:
         if abort and not interrupted:
             print("Aborting on container exit...", file=sys.stderr)
@@ -182,6 +197,21 @@ def _attached(cctx, conv: Converger, p, abort: bool, exit_from: str) -> int:
     if abort and first_exit:
         return int(first_exit[0].get("_exit") or 0)
     return 0
+
+
+def _check_watch(p, project, detach: bool) -> None:
+    """up --watch: docker compose's flag checks, and a develop section to watch."""
+    from dockyard.compose.watch import NO_WATCH_UP, load_rules
+
+    if detach:
+        which = "--wait" if p["wait"] else "--detach"
+        raise FlagError(f"{which} cannot be combined with --abort-on-container-exit, "
+                        "--abort-on-container-failure, --attach, --attach-dependencies or "
+                        "--watch")
+    if p["no-build"]:
+        raise FlagError("--no-build and --watch are incompatible")
+    if not load_rules(project, p.args):
+        raise ComposeError(NO_WATCH_UP)
 
 
 def _reverse_levels(project, names: list[str]) -> list[list[str]]:
