@@ -102,6 +102,14 @@ def go_bytes(value: Any) -> Any:
     return OMIT if n == 0 else str(n)
 
 
+def _byte_count(value: Any) -> str:
+    """A UnitBytes that Go writes even when zero."""
+    try:
+        return str(to_bytes(value or 0, "size"))
+    except ComposeError:  # reported with its path where the value is used
+        return str(value)
+
+
 def go_duration(value: Any) -> Any:
     """*Duration: time.Duration's String() ("1m30s", "500ms", "1h0m0s")."""
     if value is None:
@@ -225,7 +233,12 @@ def _file_mode(value: Any) -> Any:
 def _device_count(value: Any) -> Any:
     if value in (None, "", 0):
         return OMIT
-    return -1 if str(value).lower() == "all" else int(value)
+    if str(value).lower() == "all":
+        return -1
+    try:
+        return int(value)
+    except ValueError:  # reported with its path where the value is used
+        return str(value)
 
 
 def _device_mapping(value: Any) -> Any:
@@ -234,7 +247,7 @@ def _device_mapping(value: Any) -> Any:
         value = {"source": parts[0], "target": parts[1] if len(parts) > 1 and parts[1]
                  else parts[0], "permissions": parts[2] if len(parts) > 2 else "rwm"}
     return go_struct(("source", go_string), ("target", go_string),
-                  ("permissions", go_string))(value)
+                     ("permissions", go_string))(value)
 
 
 def _extra_hosts(value: Any) -> Any:
@@ -245,8 +258,8 @@ def _extra_hosts(value: Any) -> Any:
 
 
 _device_request_fields = go_struct(("capabilities", go_list), ("driver", go_string),
-                                ("count", _device_count), ("device_ids", go_list),
-                                ("options", go_mapping))
+                                   ("count", _device_count), ("device_ids", go_list),
+                                   ("options", go_mapping))
 
 
 def _device_request(value: Any) -> Any:
@@ -256,56 +269,57 @@ def _device_request(value: Any) -> Any:
     return _device_request_fields(value)
 
 
-_duration_ptr = go_duration
-_hook = go_struct(("command", go_command), ("user", go_string), ("privileged", go_bool),
-               ("working_dir", go_string), ("environment", go_mapping_eq))
-_throttle = list_of(lambda d: {"Path": d.get("path", ""), "Rate": go_bytes(d.get("rate"))
-                               if go_bytes(d.get("rate")) is not OMIT else "0"})
+_hook = go_struct(
+    ("command", go_command), ("user", go_string), ("privileged", go_bool),
+    ("working_dir", go_string), ("environment", go_mapping_eq))
+_throttle = list_of(lambda d: {"Path": d.get("path", ""), "Rate": _byte_count(d.get("rate"))})
 _weight_device = list_of(lambda d: {"Path": d.get("path", ""),
                                     "Weight": int(d.get("weight") or 0)})
-_resource = go_struct(("cpus", go_float32), ("memory", go_bytes), ("pids", go_int),
-                   ("devices", list_of(_device_request)),
-                   ("generic_resources", list_of(go_struct(
-                       ("discrete_resource_spec", go_struct(("kind", _go_str),
-                                                         ("value", int)))))))
-_update = go_struct(("parallelism", go_int_ptr), ("delay", go_duration),
-                 ("failure_action", go_string), ("monitor", go_duration),
-                 ("max_failure_ratio", go_float32), ("order", go_string))
+_resource = go_struct(
+    ("cpus", go_float32), ("memory", go_bytes), ("pids", go_int),
+    ("devices", list_of(_device_request)),
+    ("generic_resources", list_of(go_struct(
+        ("discrete_resource_spec", go_struct(("kind", _go_str), ("value", int)))))))
+_update = go_struct(
+    ("parallelism", go_int_ptr), ("delay", go_duration), ("failure_action", go_string),
+    ("monitor", go_duration), ("max_failure_ratio", go_float32), ("order", go_string))
 _deploy = go_struct(
     ("mode", go_string), ("replicas", go_int_ptr), ("labels", go_mapping),
     ("update_config", _update), ("rollback_config", _update),
     ("resources", go_struct(("limits", _resource), ("reservations", _resource))),
-    ("restart_policy", go_struct(("condition", go_string), ("delay", go_duration),
-                              ("max_attempts", go_int_ptr), ("window", go_duration))),
-    ("placement", go_struct(("constraints", go_list),
-                         ("preferences", list_of(go_struct(("spread", go_string)))),
-                         ("max_replicas_per_node", go_int))),
+    ("restart_policy", go_struct(
+        ("condition", go_string), ("delay", go_duration), ("max_attempts", go_int_ptr),
+        ("window", go_duration))),
+    ("placement", go_struct(
+        ("constraints", go_list), ("preferences", list_of(go_struct(("spread", go_string)))),
+        ("max_replicas_per_node", go_int))),
     ("endpoint_mode", go_string), always=("resources", "placement"))
-_file_ref = go_struct(("source", go_string), ("target", go_string), ("uid", go_string),
-                   ("gid", go_string), ("mode", _file_mode))
-_healthcheck = go_struct(("test", go_list), ("timeout", go_duration), ("interval", go_duration),
-                      ("retries", go_int_ptr), ("start_period", go_duration),
-                      ("start_interval", go_duration), ("disable", go_bool))
-_network = go_struct(("aliases", go_list), ("driver_opts", go_mapping),
-                  ("gw_priority", go_int), ("interface_name", go_string),
-                  ("ipv4_address", go_string), ("ipv6_address", go_string),
-                  ("link_local_ips", go_list), ("mac_address", go_string),
-                  ("priority", go_int))
-_port = go_struct(("name", go_string), ("mode", go_string), ("host_ip", go_string),
-               ("target", go_int), ("published", go_string), ("protocol", go_string),
-               ("app_protocol", go_string))
+_file_ref = go_struct(
+    ("source", go_string), ("target", go_string), ("uid", go_string), ("gid", go_string),
+    ("mode", _file_mode))
+_healthcheck = go_struct(
+    ("test", go_list), ("timeout", go_duration), ("interval", go_duration),
+    ("retries", go_int_ptr), ("start_period", go_duration), ("start_interval", go_duration),
+    ("disable", go_bool))
+_network = go_struct(
+    ("aliases", go_list), ("driver_opts", go_mapping), ("gw_priority", go_int),
+    ("interface_name", go_string), ("ipv4_address", go_string), ("ipv6_address", go_string),
+    ("link_local_ips", go_list), ("mac_address", go_string), ("priority", go_int))
+_port = go_struct(
+    ("name", go_string), ("mode", go_string), ("host_ip", go_string), ("target", go_int),
+    ("published", go_string), ("protocol", go_string), ("app_protocol", go_string))
 _volume = go_struct(
     ("type", go_string), ("source", go_string),
     ("target", lambda t: go_string(posixpath.normpath(t) if t else t)),
     ("read_only", go_bool), ("consistency", go_string),
     ("bind", go_struct(("selinux", go_string), ("propagation", go_string),
-                    ("create_host_path", go_bool), ("recursive", go_string))),
+                       ("create_host_path", go_bool), ("recursive", go_string))),
     ("volume", go_struct(("labels", go_mapping), ("nocopy", go_bool), ("subpath", go_string))),
     ("tmpfs", go_struct(("size", go_bytes), ("mode", go_int))),
     ("image", go_struct(("subpath", go_string))))
-_trigger = go_struct(("path", _go_str), ("action", _go_str), ("target", go_string),
-                  ("exec", _hook), ("include", go_list), ("ignore", go_list),
-                  ("initial_sync", go_bool), always=("exec",))
+_trigger = go_struct(
+    ("path", _go_str), ("action", _go_str), ("target", go_string), ("exec", _hook),
+    ("include", go_list), ("ignore", go_list), ("initial_sync", go_bool), always=("exec",))
 _build = go_struct(
     ("context", go_string), ("dockerfile", go_string), ("dockerfile_inline", go_string),
     ("entitlements", go_list), ("args", go_mapping_eq), ("provenance", go_string),
@@ -394,10 +408,10 @@ SERVICE: tuple[tuple[str, Render], ...] = (
 )
 
 
-_ipam = go_struct(("driver", go_string),
-                  ("config", list_of(go_struct(("subnet", go_string), ("gateway", go_string),
-                                               ("ip_range", go_string),
-                                               ("aux_addresses", go_mapping)))))
+_ipam = go_struct(
+    ("driver", go_string),
+    ("config", list_of(go_struct(("subnet", go_string), ("gateway", go_string),
+                                 ("ip_range", go_string), ("aux_addresses", go_mapping)))))
 NETWORK: tuple[tuple[str, Render], ...] = (
     ("name", go_string), ("driver", go_string), ("driver_opts", go_mapping),
     ("ipam", _ipam), ("external", go_bool), ("internal", go_bool), ("attachable", go_bool),
