@@ -157,8 +157,20 @@ def test_docker_compose_keeps_our_containers(compose: Compose,
     # the network's hash is docker compose's too: it kept the network
     assert compose.api("GET", "/networks/v2peer_default")[1]["Id"] == network["Id"]  # type: ignore[index]
     listed = peer(["ps", "--format", "json"], project_dir, f"unix://{compose.sock}").stdout
-    services = sorted(json.loads(line)["Service"] for line in listed.splitlines() if line)
-    assert services == ["db", "side", "web"]
+    theirs = {r["Name"]: r for r in map(json.loads, listed.splitlines())}
+    assert sorted(r["Service"] for r in theirs.values()) == ["db", "side", "web"]
+    # our `ps --format json`: the same fields, the same values (labels in any order)
+    ours = {r["Name"]: r for r in map(json.loads,
+                                      compose(project_dir, "ps", "--format", "json")
+                                      .stdout.splitlines())}
+    assert sorted(ours) == sorted(theirs)
+    for name, row in theirs.items():
+        assert sorted(ours[name]) == sorted(row), name
+        for key in ("ID", "Image", "Command", "Project", "Service", "State", "Health",
+                    "Networks", "Mounts", "LocalVolumes", "Ports", "Publishers", "Size",
+                    "ExitCode", "CreatedAt"):
+            assert ours[name][key] == row[key], (name, key)
+        assert sorted(ours[name]["Labels"].split(",")) == sorted(row["Labels"].split(","))
 
     # a change to one service: docker compose recreates that one only
     (project_dir / "compose.yaml").write_text(PROJECT.replace("GREETING: hello",

@@ -97,6 +97,7 @@ def config(argv: list[str], cctx) -> int:
 
 def _ps_row(project: str, c: dict[str, Any], trunc: bool) -> dict[str, Any]:
     labels = c.get("Labels") or {}
+    mounts = c.get("Mounts") or []
     cmd = c.get("Command") or ""
     if trunc and len(cmd) > 20:
         cmd = cmd[:19] + "…"
@@ -104,7 +105,8 @@ def _ps_row(project: str, c: dict[str, Any], trunc: bool) -> dict[str, Any]:
         "ID": c["Id"][:12] if trunc else c["Id"], "Name": short_name(c),
         "Names": short_name(c), "Image": c.get("Image", ""), "Command": f'"{cmd}"',
         "Project": labels.get(convert.PROJECT, ""), "Service": labels.get(convert.SERVICE, ""),
-        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(c.get("Created", 0))),
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z",
+                                   time.localtime(c.get("Created", 0))),
         "Created": c.get("Created", 0),
         "RunningFor": _ago(c.get("Created", 0)), "State": c.get("State", ""),
         "Status": c.get("Status", ""), "Health": _health(c.get("Status", "")),
@@ -114,6 +116,11 @@ def _ps_row(project: str, c: dict[str, Any], trunc: bool) -> dict[str, Any]:
         "Publishers": [{"URL": pt.get("IP", ""), "TargetPort": pt.get("PrivatePort"),
                         "PublishedPort": pt.get("PublicPort", 0),
                         "Protocol": pt.get("Type", "tcp")} for pt in c.get("Ports") or []],
+        "Networks": ",".join(sorted((c.get("NetworkSettings") or {}).get("Networks")
+                                     or {})),
+        "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in mounts),
+        "LocalVolumes": str(sum(1 for m in mounts if m.get("Driver") == "local")),
+        "Size": "0B",  # as docker compose's (no size asked of the daemon)
     }
 
 
@@ -183,8 +190,9 @@ def ps(argv: list[str], cctx) -> int:
     rows = [_ps_row(project.name, c, not p["no-trunc"]) for c in cons]
     fmt = p["format"]
     if fmt == "json":
-        for r in rows:
-            print(json.dumps({k: v for k, v in r.items() if k not in ("Names",)}))
+        for r in rows:  # docker compose's fields, as Go writes them
+            print(json.dumps({k: v for k, v in sorted(r.items()) if k != "Created"},
+                             separators=(",", ":"), ensure_ascii=False))
         return 0
     if fmt == "table":
         fmt = PS_TABLE
