@@ -113,10 +113,13 @@ def sha256_hex(data: bytes) -> str:
 
 
 def _off_network(container: dict[str, Any], networks: list[str]) -> bool:
-    if container.get("State") != "running":
-        return False
+    """Not attached to one of `networks` (ids): a network made again, or a stop left
+    halfway. docker compose looks at running containers only; a stopped one would
+    start without the network, so any state counts (unless the daemon gives no ids)."""
     on = {n.get("NetworkID") for n in ((container.get("NetworkSettings") or {})
                                        .get("Networks") or {}).values()}
+    if "" in on or None in on:
+        return False
     return any(n not in on for n in networks)
 
 
@@ -153,8 +156,8 @@ def plan_service(svc: dict[str, Any], existing: list[dict[str, Any]], want: int,
                  no_recreate: bool = False, networks: list[str] | None = None,
                  digest: str | None = None) -> Plan:
     """Decide from the containers' labels (GET /containers/json summaries) against
-    `digest` (the service's config-hash by default); a running container not on every
-    network id in `networks` is recreated too."""
+    `digest` (the service's config-hash by default); a container not on every network
+    id in `networks` is recreated too."""
     plan = Plan()
     digest = digest or config_hash(svc)
     current = sorted(existing, key=number)
