@@ -11,7 +11,10 @@ as a peer of `dockyard compose`:
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from test_compose import (  # noqa: F401 - fixtures used by name
     LOOP,
     Compose,
     _project,
+    _wait,
     compose,
     daemon,
     workdir,
@@ -205,3 +209,166 @@ def test_we_keep_docker_compose_s_containers(compose: Compose,
     r = peer(["up", "-d"], project_dir, f"unix://{compose.sock}")
     assert "Recreate" not in r.stdout + r.stderr, r.stderr
     assert ids(compose, "v2peer") == after
+
+
+# -- what the listing commands print: docker compose's output, on the same daemon -----------
+
+IDLE = "trap 'exit 0' TERM; sleep 3600 & wait"  # steady processes, for `top`
+
+LISTED = f"""
+services:
+  web:
+    image: busybox:dyk
+    command: ["sh", "-c", "{IDLE}"]
+    ports: ["127.0.0.1::80", "127.0.0.1::81/udp"]
+    depends_on: [db]
+  db:
+    image: busybox:dyk
+    command: ["sh", "-c", "{IDLE}"]
+    volumes: [data:/data]
+  job:
+    image: busybox:dyk
+    command: ["true"]
+  tool:
+    image: busybox:dyk
+    profiles: [debug, admin]
+volumes:
+  data: {{}}
+  spare: {{}}
+networks:
+  spare: {{}}
+"""
+
+_AGO = re.compile(r"(Less than a second|About an? (?:minute|hour)|"
+                  r"\d+ (?:second|minute|hour|day|week|month|year)s?)")
+
+
+def _cells(text: str) -> list[list[str]]:
+    """A table's cells, relative times made equal (they tick between two commands)."""
+    return [re.split(r" {2,}", _AGO.sub("T", line).strip()) for line in text.splitlines()]
+
+
+@pytest.fixture
+def listed_dir(workdir: Path, compose: Compose) -> Iterator[Path]:
+    d = _project(workdir, "v2fmt", LISTED)
+    yield d
+    compose(d, "down", "-v", "-t", "1", "--remove-orphans", check=False)
+
+
+def test_listings_are_docker_compose_s(compose: Compose, listed_dir: Path) -> None:
+    host = f"unix://{compose.sock}"
+
+    def both(*args: str, check: bool = True) -> tuple[str, str]:
+        return (compose(listed_dir, *args, check=check).stdout,
+                peer(list(args), listed_dir, host, check=check).stdout)
+
+    def same(*args: str, tries: int = 3) -> str:
+        """Exactly docker compose's output (again, if a clock ticked in between)."""
+        for _ in range(tries):
+            ours, theirs = both(*args)
+            if ours == theirs:
+                return ours
+        assert ours == theirs, args
+        return ours
+
+    # config: docker compose walks Go maps (any order), services after their dependencies
+    ours, theirs = both("config", "--services")
+    assert ours == "db\njob\nweb\n"
+    listed = theirs.split()
+    assert sorted(listed) == ["db", "job", "web"] and listed.index("db") < listed.index("web")
+    assert same("config", "--volumes") == "data\n"      # the used ones only
+    assert same("config", "--networks") == "default\n"
+    assert same("config", "--profiles") == "admin\ndebug\n"
+    ours, theirs = both("config", "--images")
+    assert ours == "busybox:dyk\n" * 3 and theirs == ours
+
+    compose(listed_dir, "up", "-d")
+    _wait(lambda: compose.by_name("v2fmt")["v2fmt-job-1"]["State"] == "exited")
+
+    # ps: the default table, templates, and its other outputs
+    for args in (["ps"], ["ps", "-a"], ["ps", "--status", "exited"]):
+        ours, theirs = both(*args)
+        assert _cells(ours) == _cells(theirs), args
+    assert same("ps", "-a", "--format", "table {{.Name}}\t{{.Image}}\t{{.Command}}\t"
+                "{{.Service}}\t{{.State}}\t{{.Ports}}\t{{.Health}}\t{{.ID}}") \
+        .startswith("NAME          IMAGE         COMMAND ")  # minwidth 10, padding 3
+    same("ps", "--format", "{{.Names}} {{.Project}} {{.Command}} {{.ExitCode}}")
+    same("ps", "--no-trunc", "--format", "table {{.ID}}\t{{.Command}}\t{{.CreatedAt}}")
+    assert same("ps", "--services") == "db\nweb\n"
+    assert same("ps", "-a", "--services") == "db\njob\nweb\n"
+    same("ps", "-q")
+    same("ps", "--status", "exited", "-q")
+    same("ps", "--filter", "status=running", "--format", "{{.Name}}")
+    same("ps", "--status", "paused", "--services")  # none: an empty line
+
+    # top: one table, SERVICE and # first
+    top = same("top").splitlines()
+    assert top[0].split()[:3] == ["SERVICE", "#", "UID"] and top[0].endswith("CMD")
+    assert [line.split()[0] for line in top[1:]] == ["db", "db", "web", "web"]
+    same("top", "web")
+
+    # images: decimal sizes, PLATFORM and CREATED; json a compact array
+    ours, theirs = both("images")
+    assert _cells(ours) == _cells(theirs)
+    assert ours.startswith("CONTAINER" + " " * 11 + "REPOSITORY" + " " * 10 + "TAG")
+    ours, theirs = both("images", "--format", "json")
+    expected = sorted(json.loads(theirs), key=lambda r: r["ContainerName"])
+    assert json.loads(ours) == expected
+    assert ours == json.dumps(expected, separators=(",", ":")) + "\n\n" and \
+        theirs.endswith("]\n\n")
+    ours, theirs = both("images", "-q", "db")
+    assert ours == theirs and len(ours.split()) == 1
+
+    # ls: min column width 20; json compact
+    for args in (["ls"], ["ls", "-a"], ["ls", "--format", "json"], ["ls", "-q"],
+                 ["ls", "-a", "--filter", "name=^v2f"]):
+        same(*args)
+
+    # port
+    assert same("port", "web", "80").startswith("127.0.0.1:")
+    same("port", "--protocol", "UDP", "web", "81")
+    for args in (["port", "web", "82"], ["port", "web", "81/udp"], ["port", "job", "80"],
+                 ["port", "--index", "2", "web", "80"]):
+        ours_r = compose(listed_dir, *args, check=False)
+        theirs_r = peer(args, listed_dir, host, check=False)
+        assert ours_r.returncode == theirs_r.returncode == 1, args
+        assert ours_r.stderr.strip() == theirs_r.stderr.strip(), args
+
+    # version: docker compose's layout, our version
+    assert re.fullmatch(r"Dockyard Compose version v\S+\n", compose(listed_dir, "version").stdout)
+    short = compose(listed_dir, "version", "--short").stdout
+    assert re.fullmatch(r"[0-9]\S*\n", short)
+    assert compose(listed_dir, "version", "--format", "json").stdout == \
+        json.dumps({"version": "v" + short.strip()}, separators=(",", ":")) + "\n"
+
+
+def test_events_are_docker_compose_s(compose: Compose, listed_dir: Path) -> None:
+    host = f"unix://{compose.sock}"
+    compose(listed_dir, "up", "-d", "db")
+    streams = {}
+    for mode in (["--json"], []):
+        streams["ours", *mode] = subprocess.Popen(
+            [sys.executable, "-m", "dockyard.cli.main", "compose", "events", *mode],
+            cwd=listed_dir, env=compose.env, stdout=subprocess.PIPE, text=True)
+        streams["theirs", *mode] = subprocess.Popen(
+            ["docker", "compose", "events", *mode], cwd=listed_dir,
+            env=compose_v2_env(host), stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        compose(listed_dir, "restart", "-t", "1", "db")
+        time.sleep(1)
+    finally:
+        out = {}
+        for key, proc in streams.items():
+            proc.terminate()
+            out[key] = proc.communicate(timeout=10)[0]
+    assert out["ours", "--json"].rstrip("\n") == out["theirs", "--json"].rstrip("\n")
+
+    def attributes_sorted(text: str) -> str:  # Go prints a map's in any order
+        return re.sub(r"\((.*)\)$", lambda m: "(" + ", ".join(sorted(m[1].split(", "))) + ")",
+                      text.rstrip("\n"), flags=re.MULTILINE)
+
+    assert "\n\n" in out[("ours",)]  # a blank line after each event, as docker compose's
+    assert attributes_sorted(out[("ours",)]) == attributes_sorted(out[("theirs",)])
+    actions = [json.loads(line)["action"] for line in out["ours", "--json"].splitlines()]
+    assert {"kill", "die", "stop", "start"} <= set(actions)
