@@ -11,6 +11,7 @@ as a peer of `dockyard compose`:
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -95,6 +96,21 @@ def test_service_model_is_docker_compose_s(directory: str, args: list[str],
             model["deploy"].pop("replicas", None)
         expected = __import__("hashlib").sha256(gojson.dumps(model).encode()).hexdigest()
         assert gojson.config_hash(ours[name]) == expected, name
+
+
+@pytest.mark.parametrize("directory,args", CORPUS, ids=[c[0] for c in CORPUS])
+def test_config_json_is_docker_compose_s(directory: str, args: list[str],
+                                         tmp_path: Path) -> None:
+    """`compose config --format json`: the same bytes as docker compose's."""
+    cwd = DATA / directory
+    env = {"NOVAL": "from-the-shell"}
+    theirs = peer([*args, "config", "--format", "json"], cwd, env=env).stdout
+    ours = subprocess.run(
+        [sys.executable, "-m", "dockyard.cli.main", "compose", *args, "config", "--format",
+         "json"], cwd=cwd, capture_output=True, text=True, timeout=60, check=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")},
+             **env, "XDG_CACHE_HOME": str(tmp_path)}).stdout
+    assert ours == theirs
 
 
 def test_go_encodings() -> None:

@@ -421,6 +421,24 @@ VOLUME: tuple[tuple[str, Render], ...] = (
     ("external", go_bool), ("labels", go_mapping))
 
 
+FILE_OBJECT: tuple[tuple[str, Render], ...] = (
+    ("name", go_string), ("file", go_string), ("environment", go_string),
+    ("content", go_string), ("external", go_bool), ("labels", go_mapping),
+    ("driver", go_string), ("driver_opts", go_mapping), ("template_driver", go_string))
+
+
+def file_object_model(kind: str, key: str, spec: dict[str, Any], project: str
+                      ) -> dict[str, Any]:
+    """A top-level secret or config: its name defaults to <project>_<key> (the key
+    when external); a secret's content is not shown, nor a config's taken from the
+    environment (compose-go's marshalling)."""
+    spec = dict(spec)
+    spec.setdefault("name", key if spec.get("external") else f"{project}_{key}")
+    if kind == "secrets" or spec.get("environment"):
+        spec.pop("content", None)
+    return go_struct(*FILE_OBJECT)(spec)
+
+
 def network_model(spec: dict[str, Any]) -> dict[str, Any]:
     return go_struct(*NETWORK, always=("ipam",))(spec)
 

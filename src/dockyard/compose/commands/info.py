@@ -78,12 +78,26 @@ def config(argv: list[str], cctx) -> int:
         return 0
     from dockyard.compose import gojson
 
-    doc = project.to_dict()
-    # services as docker compose models them (field order, Go's encodings)
-    doc["services"] = {n: gojson.service_model(project.services[n]) for n in doc["services"]
-                       if not p.args or n in p.args}
+    # the project as docker compose models it (field order, Go's encodings), with the
+    # resources the services use (all of them with --all-resources)
+    doc: dict[str, Any] = {"name": project.name, "services": {
+        n: gojson.service_model(project.services[n]) for n in sorted(project.services)
+        if not p.args or n in p.args}}
+    for kind in ("networks", "volumes", "secrets", "configs"):
+        defined = getattr(project, kind)
+        keys = sorted(defined) if cctx.opts.get("all-resources") else \
+            _used_resources(project, kind)
+        if not keys:
+            continue
+        if kind in ("secrets", "configs"):
+            doc[kind] = {k: gojson.file_object_model(kind, k, defined[k], project.name)
+                         for k in keys}
+        else:
+            model = gojson.network_model if kind == "networks" else gojson.volume_model
+            doc[kind] = {k: model(defined[k]) for k in keys}
+    doc.update(project.extensions)
     if p["format"] == "json":
-        text = gojson.dumps(doc, indent=2) + "\n"
+        text = gojson.dumps(dict(sorted(doc.items())), indent=2)  # no newline: compose's
     elif p["format"] == "yaml":
         text = _yaml(doc)
     else:
@@ -117,12 +131,14 @@ def _dependency_order(project) -> list[str]:
 
 
 def _used_resources(project, kind: str) -> list[str]:
-    """The networks or volumes the enabled services use (docker compose leaves the
-    others out of its project unless --all-resources), sorted."""
+    """The networks, volumes, secrets or configs the enabled services use (docker
+    compose leaves the others out of its project unless --all-resources), sorted."""
     used: set[str] = set()
     for svc in project.services.values():
         if kind == "networks":
             used.update(svc.get("networks") or {})
+        elif kind in ("secrets", "configs"):
+            used.update(ref.get("source") for ref in svc.get(kind) or [])
         else:
             used.update(v.get("source") for v in svc.get("volumes") or []
                         if isinstance(v, dict) and v.get("type") == "volume"
@@ -136,11 +152,10 @@ def _ps_row(project: str, c: dict[str, Any], trunc: bool) -> dict[str, Any]:
     labels = c.get("Labels") or {}
     mounts = c.get("Mounts") or []
     cmd = c.get("Command") or ""
-    if trunc and len(cmd) > 20:
-        cmd = cmd[:19] + "…"
     return {
         "ID": c["Id"][:12] if trunc else c["Id"], "Name": short_name(c),
-        "Names": short_name(c), "Image": c.get("Image", ""), "Command": f'"{cmd}"',
+        "Names": short_name(c), "Image": c.get("Image", ""),
+        "Command": _go_quote(_ellipsis(cmd, 20) if trunc else cmd),
         "Project": labels.get(convert.PROJECT, ""), "Service": labels.get(convert.SERVICE, ""),
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z",
                                    time.localtime(c.get("Created", 0))),
