@@ -318,5 +318,9 @@ def _num(c: dict[str, Any]) -> int:
 
 
 def short_name(c: dict[str, Any]) -> str:
-    names = c.get("Names") or [""]
-    return names[0].lstrip("/")
+    """The container's own name (not a link alias `/other/name`)."""
+    names = c.get("Names") or []
+    for n in names:
+        if n.rfind("/") == 0:
+            return n[1:]
+    return names[0].lstrip("/") if names else c.get("Id", "")[:12]

@@ -14,7 +14,9 @@ HEALTH = ("starting", "healthy", "unhealthy", "none")
 
 def summary(c: Container) -> dict:
     path, args = c.command()
-    command = " ".join([path, *args]).strip()
+    # dockerd quotes the arguments holding a space (not the path), nothing else
+    command = " ".join([path, *(f"'{a}'" if " " in a else a for a in args)]) if args \
+        else path
     return {
         "Id": c.id,
         "Names": [c.name],

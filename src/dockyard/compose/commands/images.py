@@ -10,6 +10,7 @@ from typing import Any
 
 from dockyard.cli.runflags import VALUE, Flag, parse_flags
 from dockyard.compose import convert
+from dockyard.compose.backend import short_name
 from dockyard.compose.errors import ComposeError
 from dockyard.compose.images import build_service
 from dockyard.compose.images import push as push_image
@@ -104,7 +105,7 @@ def images(argv: list[str], cctx) -> int:
             cache[ref] = _inspect_image(client, ref, c.get("ImageID", ""))
         info = cache[ref]
         repo, tag = _repository_tag(ref)
-        rows.append({"ContainerName": _canonical_name(c), "ID": info.get("Id", ""),
+        rows.append({"ContainerName": short_name(c), "ID": info.get("Id", ""),
                      "Repository": repo, "Tag": tag, "Platform": _platform(info),
                      "Size": int(info.get("Size") or 0),
                      "Created": _go_time(info.get("Created")),
@@ -207,10 +208,3 @@ def _human_size(size: float) -> str:
     return f"{size:.3g}{units[i]}"
 
 
-def _canonical_name(c: dict[str, Any]) -> str:
-    """The container's own name (not a link alias `/other/name`)."""
-    names = c.get("Names") or []
-    for n in names:
-        if n.rfind("/") == 0:
-            return n[1:]
-    return names[0].lstrip("/") if names else c.get("Id", "")[:12]

@@ -226,15 +226,6 @@ def _project_containers(cctx, project: str, all: bool, oneoff: bool,
     return found
 
 
-def _canonical_name(c: dict[str, Any]) -> str:
-    """The container's own name (not a link alias `/other/name`)."""
-    names = c.get("Names") or []
-    for n in names:
-        if n.rfind("/") == 0:
-            return n[1:]
-    return names[0].lstrip("/") if names else c.get("Id", "")[:12]
-
-
 def _go_quote(text: str) -> str:
     """Go's strconv.Quote."""
     out = ['"']
@@ -271,7 +262,7 @@ def _ps_template_row(project: str, c: dict[str, Any], trunc: bool) -> dict[str, 
         names = next(([n] for n in names if "/" not in n), names)
     mounts = [m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []]
     row.update({
-        "Name": _canonical_name(c), "Names": ",".join(names),
+        "Name": short_name(c), "Names": ",".join(names),
         "Command": _go_quote(_ellipsis(cmd, 20) if trunc else cmd),
         "Mounts": ",".join(_ellipsis(m, 15) if trunc else m for m in mounts),
     })
@@ -305,7 +296,7 @@ def ps(argv: list[str], cctx) -> int:
                                services=services or None)
     if statuses:
         cons = [c for c in cons if c.get("State") in statuses]
-    cons.sort(key=_canonical_name)
+    cons.sort(key=short_name)
     if p["quiet"]:
         for c in cons:
             print(c["Id"])
@@ -417,7 +408,7 @@ def top(argv: list[str], cctx) -> int:
     project = cctx.project(required=False)
     cons = _project_containers(cctx, project.name, all=False, oneoff=True,
                                services=p.args or None)
-    cons.sort(key=_canonical_name)
+    cons.sort(key=short_name)
     titles: list[str] = ["SERVICE", "#"]
     entries: list[dict[str, str]] = []
     for c in cons:
@@ -428,7 +419,7 @@ def top(argv: list[str], cctx) -> int:
             if t not in titles:
                 titles.append(t)
         for proc in resp.get("Processes") or []:
-            entry = {"SERVICE": labels.get(convert.SERVICE, _canonical_name(c)),
+            entry = {"SERVICE": labels.get(convert.SERVICE, short_name(c)),
                      "#": labels.get(convert.NUMBER, "")}
             entry.update(zip(cols, (str(x) for x in proc)))
             entries.append(entry)
