@@ -99,18 +99,20 @@ def test_service_model_is_docker_compose_s(directory: str, args: list[str],
 
 
 @pytest.mark.parametrize("directory,args", CORPUS, ids=[c[0] for c in CORPUS])
-def test_config_json_is_docker_compose_s(directory: str, args: list[str],
-                                         tmp_path: Path) -> None:
-    """`compose config --format json`: the same bytes as docker compose's."""
+def test_config_output_is_docker_compose_s(directory: str, args: list[str],
+                                           tmp_path: Path) -> None:
+    """`compose config`, YAML and JSON: the same bytes as docker compose's."""
     cwd = DATA / directory
     env = {"NOVAL": "from-the-shell"}
-    theirs = peer([*args, "config", "--format", "json"], cwd, env=env).stdout
-    ours = subprocess.run(
-        [sys.executable, "-m", "dockyard.cli.main", "compose", *args, "config", "--format",
-         "json"], cwd=cwd, capture_output=True, text=True, timeout=60, check=True,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")},
-             **env, "XDG_CACHE_HOME": str(tmp_path)}).stdout
-    assert ours == theirs
+    for fmt in ("yaml", "json"):
+        theirs = peer([*args, "config", "--format", fmt], cwd, env=env).stdout
+        ours = subprocess.run(
+            [sys.executable, "-m", "dockyard.cli.main", "compose", *args, "config",
+             "--format", fmt], cwd=cwd, capture_output=True, text=True, timeout=60,
+            check=True,
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")},
+                 **env, "XDG_CACHE_HOME": str(tmp_path)}).stdout
+        assert ours == theirs, fmt
 
 
 def test_go_encodings() -> None:

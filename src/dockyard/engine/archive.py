@@ -201,8 +201,9 @@ class ContainerRoot:
             os.close(found.parent)
 
 
-def _not_found(c: Any, path: str) -> NotFound:
-    return NotFound(f"Could not find the file {path} in container {c.name.lstrip('/')}")
+def _not_found(ref: str, path: str) -> NotFound:
+    # dockerd names the container as the request did (compose asks by id)
+    return NotFound(f"Could not find the file {path} in container {ref}")
 
 
 def _clean(path: str) -> str:
@@ -224,19 +225,19 @@ def _name(path: str) -> str:
     return posixpath.basename(path.rstrip("/")) or "/"
 
 
-def _lookup(root: ContainerRoot, c: Any, path: str, follow: bool) -> Found:
+def _lookup(root: ContainerRoot, ref: str, path: str, follow: bool) -> Found:
     try:
         return root.lookup(path, follow)
     except FileNotFoundError:
-        raise _not_found(c, path) from None
+        raise _not_found(ref, path) from None
     except OSError as e:
         raise InvalidArgument(f"lstat {path}: {e.strerror.lower() if e.strerror else e}") \
             from None
 
 
-def _stat(root: ContainerRoot, c: Any, path: str) -> tuple[dict, Found]:
+def _stat(root: ContainerRoot, ref: str, path: str) -> tuple[dict, Found]:
     follow = path.endswith(("/", "/.")) or path == "/"
-    found = _lookup(root, c, path, follow)
+    found = _lookup(root, ref, path, follow)
     if path.endswith(("/", "/.")) and not stat.S_ISDIR(found.st.st_mode):
         root.release(found)
         raise InvalidArgument(f"lstat {path}: not a directory")
@@ -264,7 +265,7 @@ def stat_path(engine: Any, ref: str, path: str) -> dict:
     c = engine.get(ref)
     path = _clean(path)
     with ContainerRoot(engine, c) as root:
-        info, found = _stat(root, c, path)
+        info, found = _stat(root, ref, path)
         root.release(found)
     return info
 
@@ -277,7 +278,7 @@ def archive_path(engine: Any, ref: str, path: str) -> tuple[dict, Any]:
     path = _clean(path)
     root = ContainerRoot(engine, c)
     try:
-        info, found = _stat(root, c, path)
+        info, found = _stat(root, ref, path)
     except BaseException:
         root.close()
         raise
@@ -314,7 +315,7 @@ def extract_to_dir(engine: Any, ref: str, path: str, stream: BinaryIO, *,
         user = resolve(_mounted_rootfs(engine, c), c.config.get("User") or "")
         owner = (user.uid, user.gid)
     with ContainerRoot(engine, c) as root:
-        found = _lookup(root, c, path, True)
+        found = _lookup(root, ref, path, True)
         try:
             if not stat.S_ISDIR(found.st.st_mode):
                 raise InvalidArgument("extraction point is not a directory")

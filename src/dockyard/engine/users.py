@@ -103,4 +103,6 @@ def resolve(rootfs: str, spec: str, group_add: list[str] | None = None) -> ExecU
             gid = int(entry[2])
         if gid not in out.additional_gids:
             out.additional_gids.append(gid)
+    # dockerd lists the primary group among the supplementary ones too (CVE-2022-36109)
+    out.additional_gids.insert(0, out.gid)
     return out

@@ -14,25 +14,6 @@ from dockyard.compose.backend import short_name
 from dockyard.compose.errors import ComposeError
 
 
-def _yaml(doc: Any) -> str:
-    import yaml
-
-    from dockyard.compose.gojson import Float32
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def str_repr(dumper: Any, data: str) -> Any:
-        style = "|" if "\n" in data else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-    Dumper.add_representer(str, str_repr)
-    Dumper.add_representer(Float32, lambda dumper, data: dumper.represent_scalar(
-        "tag:yaml.org,2002:float", data.go_text()))
-    return yaml.dump(doc, Dumper=Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=1000)
-
-
 def config(argv: list[str], cctx) -> int:
     p = parse_flags(argv, [
         Flag("quiet", short="q"), Flag("services"), Flag("volumes"), Flag("networks"),
@@ -99,7 +80,9 @@ def config(argv: list[str], cctx) -> int:
     if p["format"] == "json":
         text = gojson.dumps(dict(sorted(doc.items())), indent=2)  # no newline: compose's
     elif p["format"] == "yaml":
-        text = _yaml(doc)
+        from dockyard.compose import goyaml
+
+        text = goyaml.dumps(doc)
     else:
         raise FlagError(f"unsupported format {p['format']!r}: json or yaml")
     if not p["no-interpolate"]:
