@@ -56,6 +56,7 @@ def peer(args: list[str], cwd: Path, host: str | None = None,
 CORPUS = [
     ("compose-hash/services", ["--profile", "x"]),
     ("compose-hash/shapes", []), ("compose-hash/edges", []), ("compose-hash/resources", []),
+    ("compose-hash/extensions", []),
     ("compose/basic", []), ("compose/convert", []), ("compose/extends", []),
     ("compose/include", []), ("compose/interp", []), ("compose/profiles", ["--profile", "*"]),
     ("compose/merge", ["-f", "base.yaml", "-f", "prod.yaml"]),

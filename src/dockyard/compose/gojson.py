@@ -29,6 +29,7 @@ from dockyard.compose.errors import ComposeError
 from dockyard.compose.normalize import list_or_dict
 
 OMIT = object()
+EXTENSIONS = "#extensions"  # a struct's x-* keys, kept aside (json:"-", yaml inline)
 Render = Callable[[Any], Any]
 
 HASH_EXCLUDED = ("build", "pull_policy", "scale", "depends_on", "profiles")
@@ -190,6 +191,10 @@ def go_struct(*fields: tuple[str, Render], always: tuple[str, ...] = ()) -> Rend
             r = fn(v)
             if r is not OMIT:
                 out[key] = r
+        extensions = {k: v for k, v in value.items() if str(k).startswith("x-")} \
+            if isinstance(value, dict) else {}
+        if extensions:  # x-* keys: in the YAML (goyaml.py), not in the JSON (dumps)
+            out[EXTENSIONS] = extensions
         return out
     return render
 
@@ -466,19 +471,10 @@ def volume_hash(spec: dict[str, Any]) -> str:
 def service_model(svc: dict[str, Any]) -> dict[str, Any]:
     """The service as compose-go's JSON object (fields in its order)."""
     svc = dict(svc)
-    if svc.get("configs"):  # compose-go sets no default target for configs
-        svc["configs"] = [{k: v for k, v in ref.items()
-                           if not (k == "target" and v == "/" + str(ref.get("source")))}
-                          for ref in svc["configs"]]
     if svc.get("networks") is not None and "network_mode" in svc:
         svc.pop("networks")
     svc["depends_on"] = implicit_depends_on(svc)
-    out: dict[str, Any] = {}
-    for key, render in SERVICE:
-        r = render(svc.get(key))
-        if r is not OMIT:
-            out[key] = r
-    return out
+    return go_struct(*SERVICE)(svc)
 
 
 _FLOAT_MARK = "\x00f32:"
@@ -487,11 +483,11 @@ _FLOAT_RE = re.compile(r'"\\u0000f32:([^"]*)"')
 
 def _mark_floats(value: Any) -> Any:
     # json writes float subclasses with float.__repr__: carry Go's text in a
-    # string, then unquote it
+    # string, then unquote it; extensions are not in Go's JSON
     if isinstance(value, Float32):
         return _FLOAT_MARK + value.go_text()
     if isinstance(value, dict):
-        return {k: _mark_floats(v) for k, v in value.items()}
+        return {k: _mark_floats(v) for k, v in value.items() if k != EXTENSIONS}
     if isinstance(value, list):
         return [_mark_floats(v) for v in value]
     return value

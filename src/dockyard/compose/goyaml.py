@@ -16,7 +16,7 @@ import io
 import re
 from typing import Any
 
-from dockyard.compose.gojson import Float32
+from dockyard.compose.gojson import EXTENSIONS, Float32
 
 _NOT_STRINGS = re.compile(
     r"""^(?:[-+]?(?:0|[1-9][0-9_]*)                 # decimal
@@ -39,6 +39,8 @@ def yaml_model(doc: Any, path: tuple[str, ...] = ()) -> Any:
         return doc
     out = {}
     for key, value in doc.items():
+        if key == EXTENSIONS:
+            continue  # inline, at the end (below)
         where = path + (key,)
         if value is None and key in ("command", "entrypoint") and _is_struct_field(path):
             continue  # a nil ShellCommand
@@ -55,6 +57,7 @@ def yaml_model(doc: Any, path: tuple[str, ...] = ()) -> Any:
         if key == "exec" and value == {}:
             continue
         out[key] = value
+    out.update(doc.get(EXTENSIONS) or {})
     return out
 
 
