@@ -54,7 +54,7 @@ def config(argv: list[str], cctx) -> int:
         return 0
     if p["hash"]:
         names = list(project.services) if p["hash"] == "*" else p["hash"].split(",")
-        for n in names:
+        for n in sorted(names):  # docker compose sorts them
             print(f"{n} {planner.config_hash(project.service(n))}")
         return 0
     from dockyard.compose import gojson
