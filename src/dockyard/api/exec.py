@@ -257,7 +257,15 @@ async def start(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, required=False) or {}
     if not isinstance(body, dict):
         raise InvalidArgument("invalid exec start config: not a JSON object")
-    ex = await asyncio.to_thread(store.claim, request.match_info["id"])
+    try:
+        ex = await asyncio.to_thread(store.claim, request.match_info["id"])
+    except Conflict as e:
+        if body.get("Detach"):
+            raise
+        # dockerd takes the connection over first: an attached start's error (already
+        # running, has already run, container not running) is in the stream, status 200
+        # (compose's watch starts its attached `rm -rf` exec a second time, as a check)
+        return await _stream_error(request, str(e), bool(body.get("Tty")))
     tty = bool(ex.config.get("Tty"))
     size = body.get("ConsoleSize") or ex.config.get("ConsoleSize")
     if body.get("Detach"):
@@ -296,6 +304,19 @@ async def start(request: web.Request) -> web.StreamResponse:
         return resp
     finally:
         writer.close()
+
+
+async def _stream_error(request: web.Request, text: str, tty: bool) -> web.StreamResponse:
+    message = text.encode() + b"\r\n"
+    data = message if tty else _header(1, len(message)) + message
+    if "Upgrade" not in request.headers:  # a plain POST: dockerd's 200 OK and the stream
+        return web.Response(status=200, body=data,
+                            headers={"Content-Type": RAW, "Server": SERVER_HEADER})
+    resp, raw = await hijack(request, RAW)
+    with contextlib.suppress(ConnectionResetError, OSError):
+        await raw.write(data)
+    raw.close()
+    return resp
 
 
 def _detach_keys(store: ExecStore, ex: ExecInstance) -> bytes:

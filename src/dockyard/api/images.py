@@ -280,8 +280,15 @@ async def remove(request: web.Request) -> web.Response:
 
     def work() -> list[tuple[str, str]]:
         with api.write_lock:
-            image_id = api.images.get(name).id
-            lines = api.images.remove(name, force=force, in_use=_in_use(api))
+            image = api.images.get(name)
+            image_id, in_use = image.id, _in_use(api)
+            by_id = name == image_id or image_id.split(":", 1)[1].startswith(
+                name.removeprefix("sha256:"))
+            if not by_id and len(image.repo_tags) > 1:
+                # dockerd: another tag still names the image, so untagging this one leaves
+                # the containers made from it alone (no conflict)
+                in_use.discard(image_id)
+            lines = api.images.remove(name, force=force, in_use=in_use)
         for kind, text in lines:  # docker names the image by id in both
             if kind == "Untagged" or text == image_id:
                 image_event(request, "untag" if kind == "Untagged" else "delete", image_id)
