@@ -335,6 +335,24 @@ def test_push_pull_with_our_registry(docker: DockerCLI, busybox: str,
     assert unpushed.returncode != 0
     docker("rmi", ref)
 
+    # a layer the daemon lacks: docker's progress, once each, digest last
+    fresh = f"{registry.host}/dyk/fresh:v1"
+    docker("run", "--name", "freshlayer", "busybox:dyk", "sh", "-c", "echo new > /new")
+    try:
+        docker("commit", "freshlayer", fresh)
+    finally:
+        docker("rm", "freshlayer")
+    docker("push", fresh)
+    docker("rmi", fresh)
+    lines = docker("pull", fresh).stdout.splitlines()
+    layer = next(x.split(":")[0] for x in lines if x.endswith(": Pulling fs layer"))
+    mine = [x.split(": ", 1)[1] for x in lines if x.startswith(layer + ":")]
+    assert mine[0] == "Pulling fs layer" and mine[-1] == "Pull complete", mine
+    assert mine.count("Download complete") == 1 and mine.count("Pull complete") == 1, mine
+    digest_at = next(i for i, x in enumerate(lines) if x.startswith("Digest: "))
+    assert digest_at > lines.index(f"{layer}: Pull complete")
+    docker("rmi", fresh)
+
 
 def test_pull_all_tags(docker: DockerCLI, busybox: str, registry: Registry,
                        daemon: Daemon) -> None:

@@ -224,7 +224,7 @@ def test_push_then_pull_round_trip(registry, tmp_path):
     assert dst.read(digest) == image["manifest"]
     assert renderer.messages[0]["status"] == "v1: Pulling from test/one"
     assert renderer.messages[-1]["status"] == f"Digest: {digest}"
-    assert set(statuses(renderer.messages).values()) == {"Pull complete"}
+    assert set(statuses(renderer.messages).values()) == {"Download complete"}
 
     # by digest, into a store that has everything: nothing is downloaded again
     before = len(registry.requests())

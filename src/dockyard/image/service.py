@@ -87,7 +87,9 @@ class ImageService:
         return [self.pull(str(ref.repository.with_tag(tag)), progress) for tag in tags]
 
     def _pull(self, ref: Reference, had: str | None, progress) -> str:
-        pulled = asyncio.run(self._client().pull(ref, self.content, progress=progress))
+        # docker's order: the layers' "Pull complete" (unpacked), then the digest
+        pulled = asyncio.run(self._client().pull(ref, self.content, progress=progress,
+                                                 report_digest=False))
         config = formats.parse_config(pulled.config_bytes)
         diff_ids = formats.diff_ids(config)
         if len(diff_ids) != len(pulled.layers):
@@ -101,6 +103,7 @@ class ImageService:
             self.images.tag(image_id, ref)
         self.images.add_repo_digest(image_id, ref.with_digest(pulled.repo_digest))
         if progress is not None:
+            progress.status(f"Digest: {pulled.repo_digest}")
             news = "Image is up to date" if had == image_id else "Downloaded newer image"
             progress.status(f"Status: {news} for {ref.familiar()}")
         return image_id

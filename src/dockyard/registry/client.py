@@ -186,7 +186,10 @@ class RegistryClient:
     # ------------------------------------------------------------------ pull
 
     async def pull(self, ref: str | Reference, content: ContentStore, *, os: str = "linux",
-                   architecture: str = "amd64", progress: Progress | None = None) -> PulledImage:
+                   architecture: str = "amd64", progress: Progress | None = None,
+                   report_digest: bool = True) -> PulledImage:
+        """The image's blobs into `content`; `report_digest=False` leaves the "Digest:"
+        line to a caller that has more to report first (the layers unpacked)."""
         ref = parse(ref) if isinstance(ref, str) else ref
         progress = progress or Progress()
         wanted = ref.digest or ref.tag or "latest"
@@ -208,7 +211,8 @@ class RegistryClient:
                     continue
                 image.endpoint = ep.url
                 await self._pull_blobs(repo, image, content, progress)
-                progress.status(f"Digest: {image.repo_digest}")
+                if report_digest:
+                    progress.status(f"Digest: {image.repo_digest}")
                 return image
         assert last is not None
         raise last
@@ -273,8 +277,6 @@ class RegistryClient:
                 progress.status("Waiting", pid)
             async with sem:
                 await self._blob_once(repo, desc, content, progress, pid)
-            if pid:
-                progress.layer_done(pid, "Pull complete")
 
         await _all([one(config, None)] + [one(x, dg.short_id(d)) for d, x in unique.items()])
         image.config_bytes = content.read(image.config_digest, MAX_CONFIG)
