@@ -267,3 +267,9 @@ def test_go_mode_bits() -> None:
     assert archive.go_mode(stat.S_IFLNK | 0o777) == (1 << 27) | 0o777
     assert archive.go_mode(stat.S_IFREG | stat.S_ISUID | 0o755) == (1 << 23) | 0o755
     assert archive.go_mode(stat.S_IFCHR | 0o666) == (1 << 26) | (1 << 21) | 0o666
+
+
+def test_volume_subpath_is_refused_not_ignored() -> None:
+    with pytest.raises(InvalidArgument, match="Subpath is not supported"):
+        mounts.parse_mount({"Type": "volume", "Source": "data", "Target": "/d",
+                            "VolumeOptions": {"Subpath": "a/b"}})

@@ -151,8 +151,11 @@ def _mounts(project: Project, svc: dict[str, Any], where: str
                 if src not in project.volumes:
                     raise ComposeError(f"{where}.volumes: undefined volume {src}")
                 m["Source"] = project.volume_name(src)
-            if (v.get("volume") or {}).get("nocopy"):
+            opts = v.get("volume") or {}
+            if opts.get("nocopy"):
                 m["VolumeOptions"] = {"NoCopy": True}
+            if opts.get("subpath"):  # refused rather than ignored (see engine/mounts.py)
+                m.setdefault("VolumeOptions", {})["Subpath"] = opts["subpath"]
             mounts.append(m)
         elif kind == "tmpfs":
             m = {"Type": "tmpfs", "Target": v["target"]}

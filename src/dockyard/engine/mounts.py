@@ -165,6 +165,10 @@ def parse_mount(m: dict) -> dict[str, Any]:
             if value:
                 raise _invalid(kind, f"field {field_} must not be specified")
         vo = vol_opts or {}
+        if vo.get("Subpath"):
+            # mounting a path inside a volume safely needs the runtime to open the source
+            # without following links the container may plant: not implemented, refused
+            raise _invalid(kind, "VolumeOptions.Subpath is not supported by this daemon")
         if source:
             from dockyard.volume.store import check_name
             check_name(source)
