@@ -12,26 +12,19 @@ Not a scenario (the leading underscore keeps discovery away).
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
-import sys
 import tarfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.proc import CommandFailed, run
 from bench.scenario import Metrics, Scenario, Skip
+from dockyard.devtools import daemon as devtools_daemon
+from dockyard.devtools.daemon import dockyard_cli
 
 IMAGE = "busybox:dyk"
 TIMEOUT = 60.0
-
-
-def dockyard_cli() -> str:
-    """The console script of this venv (next to the interpreter, not resolved through links)."""
-    return str(Path(sys.executable).parent / "dockyard")
 
 
 # -- memory of a set of processes ------------------------------------------------------------
@@ -87,27 +80,19 @@ def _read_pid(path: Path) -> int:
 
 # -- our daemon ------------------------------------------------------------------------------
 
-class DockyardDaemon:
-    """`dockyard daemon` on a private socket, data root and exec root under `root`."""
+class DockyardDaemon(devtools_daemon.DockyardDaemon):
+    """dockyard.devtools' private daemon, plus what the benchmarks need: the docker CLI's
+    environment (a config directory of its own) and the engine's pids (memory)."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.sock = root / "d.sock"
-        self.data_root = root / "data"
-        self.exec_root = root / "exec"
-        self.cli_config = root / "cli"
-        config = root / "daemon.json"
-        from dockyard.devtools.netconfig import private_network_config
-        # never /etc/dockyard/daemon.json; a bridge, chains and subnet of its own
-        config.write_text(json.dumps(private_network_config(root)) + "\n")
-        self.log_path = root / "daemon.log"
-        argv = [dockyard_cli(), "daemon", "-H", f"unix://{self.sock}",
-                "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
-                "--pidfile", "", "--config-file", str(config)]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=log, start_new_session=True)
+        super().__init__(root)
+        self.cli_config = self.root / "cli"
         self.monitor_pid = 0
+
+    def start(self) -> DockyardDaemon:
+        super().start()
+        self.monitor_pid = _read_pid(self.exec_root / "monitor.pid")
+        return self
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
@@ -115,53 +100,10 @@ class DockyardDaemon:
         env["DOCKER_CONFIG"] = str(self.cli_config)
         return env
 
-    def log_tail(self, n: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no daemon log)"
-
-    def wait_ready(self, cli: str) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dockyard daemon exited {self.proc.returncode}:\n"
-                                   f"{self.log_tail()}")
-            if self.sock.exists():
-                r = subprocess.run([cli, "version", "--format", "{{.Server.Version}}"],
-                                   env=self.env(), capture_output=True, text=True,
-                                   timeout=10, check=False)
-                if r.returncode == 0 and r.stdout.strip():
-                    self.monitor_pid = _read_pid(self.exec_root / "monitor.pid")
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"dockyard daemon did not answer within 30s:\n{self.log_tail()}")
-
     def engine_pids(self) -> list[int]:
         if not self.monitor_pid or not os.path.exists(f"/proc/{self.monitor_pid}"):
             self.monitor_pid = _read_pid(self.exec_root / "monitor.pid")
         return [p for p in (self.proc.pid, self.monitor_pid) if p]
-
-    def stop(self) -> list[str]:
-        problems: list[str] = []
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                problems.append("dockyard daemon ignored SIGTERM for 30s")
-                self.proc.kill()
-                self.proc.wait()
-        from dockyard.devtools.dockerd_peer import kill_pids, pids_matching, unmount_all
-
-        left = pids_matching(str(self.root))
-        if left:
-            problems.append(f"processes left after the daemon stopped: {left}")
-            kill_pids(left)
-        still = unmount_all(str(self.root))
-        if still:
-            problems.append(f"could not unmount: {still}")
-        return problems
 
 
 # -- both sides ------------------------------------------------------------------------------
@@ -186,8 +128,7 @@ class DaemonPeers:
         self.cli = pick_cli()
         root = workdir / "dockyard"
         root.mkdir()
-        self.ours = DockyardDaemon(root)
-        self.ours.wait_ready(self.cli)
+        self.ours = DockyardDaemon(root).start()
         self._import_busybox(workdir)
         self.dockerd = DockerdPeer.start({}, cli=self.cli)  # imports busybox:dyk itself
 

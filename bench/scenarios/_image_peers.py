@@ -10,12 +10,12 @@ Not a scenario (the leading underscore keeps discovery away).
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 from bench.proc import CommandFailed, run
 from bench.scenario import Metrics, Skip
+from dockyard.devtools.daemon import dockyard_cli
 
 REPOSITORY = "bench/debian-python3"
 # The rootfs is ~300 MB; gzip takes it to ~130 MB. Less than this in the registry after a
@@ -24,11 +24,6 @@ MIN_UPLOAD = 100 * 1000 * 1000
 TIMEOUT = 600.0
 MANIFEST_ACCEPT = ("application/vnd.docker.distribution.manifest.v2+json, "
                    "application/vnd.oci.image.manifest.v1+json")
-
-
-def dockyard_cli() -> str:
-    """The console script of this venv (next to the interpreter, not resolved through links)."""
-    return str(Path(sys.executable).parent / "dockyard")
 
 
 class ImagePeers:

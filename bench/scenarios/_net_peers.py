@@ -70,8 +70,7 @@ class NetPeers(DaemonPeers):
         self.cli = pick_cli()
         root = workdir / "dockyard"
         root.mkdir()
-        self.ours = DockyardDaemon(root)
-        self.ours.wait_ready(self.cli)
+        self.ours = DockyardDaemon(root).start()
         self._import_busybox(workdir)
         if self.with_docker:
             self.dockerd = DockerdPeer.start({}, cli=self.cli,

@@ -64,8 +64,7 @@ class VolumeIO(Scenario):
         self.peers.cli = pick_cli()
         root = workdir / "dockyard"
         root.mkdir()
-        self.peers.ours = DockyardDaemon(root)
-        self.peers.ours.wait_ready(self.peers.cli)
+        self.peers.ours = DockyardDaemon(root).start()
         self.peers._import_busybox(workdir)
         self.host_dir = workdir / "host-dir"
         self.host_dir.mkdir()

@@ -48,9 +48,7 @@ def daemon(workdir: Path) -> Iterator[Daemon]:
 
 @pytest.fixture(scope="module")
 def docker(daemon: Daemon, workdir: Path) -> Iterator[DockerCLI]:
-    config = workdir / "docker-config"
-    config.mkdir(exist_ok=True)
-    cli = DockerCLI(daemon, config)
+    cli = DockerCLI.in_workdir(daemon, workdir)
     cli.env["DOCKER_BUILDKIT"] = "0"
     yield cli
     left = cli("ps", "-aq", check=False).stdout.split()

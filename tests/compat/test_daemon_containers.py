@@ -77,13 +77,9 @@ def _check_nothing_left(workdir: Path, monitor_pid: int, ids: list[str]) -> None
 
 @pytest.fixture(scope="module")
 def docker(daemon: Daemon, workdir: Path) -> Iterator[DockerCLI]:
-    config = workdir / "docker-config"
-    config.mkdir(exist_ok=True)
-    cli = DockerCLI(daemon, config)
+    cli = DockerCLI.in_workdir(daemon, workdir)
     yield cli
-    ids = cli("ps", "-aq", check=False).stdout.split()
-    if ids:
-        cli("rm", "-f", *ids, check=False)
+    cli.remove_all_containers()
 
 
 @pytest.fixture(scope="module")

@@ -46,9 +46,7 @@ def daemon(workdir: Path) -> Iterator[Daemon]:
 
 @pytest.fixture(scope="module")
 def docker(daemon: Daemon, workdir: Path) -> Iterator[DockerCLI]:
-    config = workdir / "docker-config"
-    config.mkdir(exist_ok=True)
-    cli = DockerCLI(daemon, config)
+    cli = DockerCLI.in_workdir(daemon, workdir)
     root = make_rootfs(str(workdir / "rootfs"))
     d = Path(root) / "d"
     (d / "sub").mkdir(parents=True)
@@ -62,9 +60,7 @@ def docker(daemon: Daemon, workdir: Path) -> Iterator[DockerCLI]:
         tar.add(root, arcname=".")
     cli("import", "-c", 'CMD ["sh"]', str(workdir / "bb.tar"), IMG)
     yield cli
-    ids = cli("ps", "-aq", check=False).stdout.split()
-    if ids:
-        cli("rm", "-f", "-v", *ids, check=False)
+    cli.remove_all_containers(volumes=True)
     names = cli("volume", "ls", "-q", check=False).stdout.split()
     if names:
         cli("volume", "rm", "-f", *names, check=False)

@@ -153,6 +153,19 @@ class DockerCLI:
                                  f"\n{r.stderr}")
         return r
 
+    @classmethod
+    def in_workdir(cls, daemon: Daemon, workdir: Path) -> DockerCLI:
+        """A CLI with its own config directory under the module's workdir."""
+        config = workdir / "docker-config"
+        config.mkdir(exist_ok=True)
+        return cls(daemon, config)
+
+    def remove_all_containers(self, volumes: bool = False) -> None:
+        """The end of a module: whatever containers a failed test left go."""
+        ids = self("ps", "-aq", check=False).stdout.split()
+        if ids:
+            self("rm", "-f", *(["-v"] if volumes else []), *ids, check=False)
+
 
 # -- fixtures ---------------------------------------------------------------------------
 
@@ -170,9 +183,7 @@ def daemon(workdir: Path) -> Iterator[Daemon]:
 
 @pytest.fixture(scope="module")
 def docker(daemon: Daemon, workdir: Path) -> DockerCLI:
-    config = workdir / "docker-config"
-    config.mkdir(exist_ok=True)
-    return DockerCLI(daemon, config)
+    return DockerCLI.in_workdir(daemon, workdir)
 
 
 @pytest.fixture(scope="module")

@@ -47,13 +47,9 @@ def daemon(workdir: Path) -> Iterator[Daemon]:
 
 @pytest.fixture(scope="module")
 def docker(daemon: Daemon, workdir: Path) -> Iterator[DockerCLI]:
-    config = workdir / "docker-config"
-    config.mkdir(exist_ok=True)
-    cli = DockerCLI(daemon, config)
+    cli = DockerCLI.in_workdir(daemon, workdir)
     yield cli
-    ids = cli("ps", "-aq", check=False).stdout.split()
-    if ids:
-        cli("rm", "-f", *ids, check=False)
+    cli.remove_all_containers()
 
 
 def _busybox_tar(workdir: Path) -> Path:

@@ -81,13 +81,9 @@ _made_bridges: list[str] = []  # user networks' bridges: gone with their network
 
 @pytest.fixture(scope="module")
 def docker(daemon: Daemon, workdir: Path) -> Iterator[DockerCLI]:
-    config = workdir / "docker-config"
-    config.mkdir(exist_ok=True)
-    cli = DockerCLI(daemon, config)
+    cli = DockerCLI.in_workdir(daemon, workdir)
     yield cli
-    ids = cli("ps", "-aq", check=False).stdout.split()
-    if ids:
-        cli("rm", "-f", *ids, check=False)
+    cli.remove_all_containers()
     for name in cli("network", "ls", "--format", "{{.Name}}").stdout.split():
         if name not in ("bridge", "host", "none"):
             cli("network", "rm", name, check=False)

@@ -68,13 +68,9 @@ def holder(workdir: Path) -> Iterator[Holder]:
 
 @pytest.fixture(scope="module")
 def docker(holder: Holder, workdir: Path) -> Iterator[DockerCLI]:
-    config = workdir / "docker-config"
-    config.mkdir(exist_ok=True)
-    cli = DockerCLI(holder.d, config)
+    cli = DockerCLI.in_workdir(holder.d, workdir)
     yield cli
-    ids = cli("ps", "-aq", check=False).stdout.split()
-    if ids:
-        cli("rm", "-f", "-v", *ids, check=False)
+    cli.remove_all_containers(volumes=True)
     names = cli("volume", "ls", "-q", check=False).stdout.split()
     if names:
         cli("volume", "rm", "-f", *names, check=False)

@@ -14,7 +14,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from dockyard.build.match import BadPattern
+from dockyard.build.match import BadPattern, translate
 
 
 @dataclass
@@ -48,43 +48,7 @@ def read(text: str | bytes) -> list[str]:
 
 
 def _regex(pattern: str) -> re.Pattern:
-    out = ["^"]
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "*":
-            if i + 1 < n and pattern[i + 1] == "*":
-                i += 1
-                if i + 1 < n and pattern[i + 1] == "/":
-                    i += 1
-                    out.append("(.*/)?")  # `**/`: zero or more directories
-                else:
-                    out.append(".*")
-            else:
-                out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\":
-            i += 1
-            if i >= n:
-                raise BadPattern(pattern)
-            out.append(re.escape(pattern[i]))
-        elif ch == "[":
-            end = pattern.find("]", i + 2)
-            if end < 0:
-                raise BadPattern(pattern)
-            body = pattern[i + 1:end]
-            if body.startswith("^"):
-                body = "^" + re.escape(body[1:]).replace("\\-", "-")
-            else:
-                body = re.escape(body).replace("\\-", "-")
-            out.append(f"[{body}]")
-            i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    out.append("$")
-    return re.compile("".join(out), re.DOTALL)
+    return re.compile("^" + translate(pattern, double_star=True) + "$", re.DOTALL)
 
 
 class Matcher:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from dockyard.build.parser import DockerfileError, Heredoc, Node
+from dockyard.build.parser import DockerfileError, Heredoc, Node, json_form
 
 FLAGS: dict[str, dict[str, str]] = {  # instruction -> flag -> kind (str|bool|list)
     "from": {"platform": "str"},
@@ -239,15 +239,8 @@ def build(node: Node, escape: str = "\\") -> Instruction:
         rest = words[1] if len(words) > 1 else ""
         if not rest.strip():
             raise _err(node, "Missing command after HEALTHCHECK CMD")
-        test = None
-        if rest.startswith("["):
-            import json
-            try:
-                value = json.loads(rest)
-            except ValueError:
-                value = None
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                test = ["CMD", *value]
+        exec_form = json_form(rest)
+        test = ["CMD", *exec_form] if exec_form is not None else None
         return Healthcheck(node, flags, test=test or ["CMD-SHELL", rest])
     if cmd == "onbuild":
         return OnBuild(node, flags, expression=args)

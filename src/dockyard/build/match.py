@@ -20,11 +20,24 @@ def has_meta(pattern: str) -> bool:
 
 @functools.lru_cache(maxsize=512)
 def compile_pattern(pattern: str) -> re.Pattern:
+    return re.compile(translate(pattern), re.DOTALL)
+
+
+def translate(pattern: str, double_star: bool = False) -> str:
+    """The pattern as a regular expression (unanchored). `double_star`: `**` also
+    matches across directories and `**/` any number of them (.dockerignore's rule)."""
     out: list[str] = []
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
-        if ch == "*":
+        if ch == "*" and double_star and pattern.startswith("**", i):
+            i += 1
+            if pattern.startswith("/", i + 1):
+                i += 1
+                out.append("(.*/)?")  # `**/`: zero or more directories
+            else:
+                out.append(".*")
+        elif ch == "*":
             out.append("[^/]*")
         elif ch == "?":
             out.append("[^/]")
@@ -40,7 +53,7 @@ def compile_pattern(pattern: str) -> re.Pattern:
         else:
             out.append(re.escape(ch))
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return "".join(out)
 
 
 def _class(pattern: str, i: int) -> tuple[int, str]:

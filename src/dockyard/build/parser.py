@@ -185,14 +185,22 @@ def _node(text: str, line: int, i: int, lines: list[str], df: Dockerfile
                 node.heredocs.append(Heredoc(m.group(3), body, expand=not m.group(2),
                                              chomp=m.group(1) == "-"))
             node.end_line = i
-    if rest.startswith("["):
-        try:
-            value = json.loads(rest)
-        except ValueError:
-            value = None
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            node.json = value
+    node.json = json_form(rest)
     return node, i
+
+
+def json_form(rest: str) -> list[str] | None:
+    """An instruction's arguments in JSON (exec) form, a list of strings; None for the
+    shell form (including text that only starts with `[`)."""
+    if not rest.startswith("["):
+        return None
+    try:
+        value = json.loads(rest)
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    return None
 
 
 def _read_heredoc(name: str, chomp: bool, lines: list[str], i: int, line: int,

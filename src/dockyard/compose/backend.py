@@ -152,13 +152,7 @@ class Backend:
 
         spec = project.networks[key]
         name = project.network_name(key)
-        try:
-            info = self.client.get(f"/networks/{name}")
-        except NotFound as e:
-            if missing_route(e):
-                raise ComposeError(f"network {name}: the daemon has no networks API "
-                                   "(needs /networks, issue 5)") from None
-            info = None
+        info = self._inspect("networks", name)
         if spec.get("external"):
             if info is None:
                 raise ComposeError(f"network {name} declared as external, but could not "
@@ -195,6 +189,16 @@ class Backend:
         self.status(f" Network {name}  Created")
         return made["Id"]
 
+    def _inspect(self, kind: str, name: str) -> dict[str, Any] | None:
+        """GET /networks/<name> or /volumes/<name>; None when there is none."""
+        try:
+            return self.client.get(f"/{kind}/{name}")
+        except NotFound as e:
+            if missing_route(e):
+                raise ComposeError(f"{kind[:-1]} {name}: the daemon has no {kind} API "
+                                   f"(needs /{kind})") from None
+            return None
+
     def _remove_diverged_network(self, project: Project, key: str,
                                  info: dict[str, Any]) -> None:
         services = [n for n, s in project.services.items()
@@ -223,13 +227,7 @@ class Backend:
 
         spec = project.volumes[key]
         name = project.volume_name(key)
-        try:
-            info = self.client.get(f"/volumes/{name}")
-        except NotFound as e:
-            if missing_route(e):
-                raise ComposeError(f"volume {name}: the daemon has no volumes API "
-                                   "(needs /volumes, issue 6)") from None
-            info = None
+        info = self._inspect("volumes", name)
         if spec.get("external"):
             if info is None:
                 raise ComposeError(f"external volume \"{name}\" not found")

@@ -3,6 +3,7 @@
 import json
 import shlex
 
+from dockyard.build.parser import json_form  # the Dockerfile's own rule
 from dockyard.errors import InvalidArgument
 
 ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VOLUME",
@@ -10,13 +11,9 @@ ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VO
 
 
 def _command(rest: str, instruction: str) -> list[str]:
-    if rest.startswith("["):
-        try:
-            value = json.loads(rest)
-        except ValueError:
-            value = None
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
+    exec_form = json_form(rest)
+    if exec_form is not None:
+        return exec_form
     if not rest:
         raise InvalidArgument(f"{instruction} requires at least one argument")
     return ["/bin/sh", "-c", rest]

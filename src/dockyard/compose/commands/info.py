@@ -239,14 +239,12 @@ def _ellipsis(text: str, width: int) -> str:
 def _ps_template_row(project: str, c: dict[str, Any], trunc: bool) -> dict[str, Any]:
     """A container as the docker CLI's --format templates see it in docker compose."""
     row = _ps_row(project, c, trunc)
-    cmd = c.get("Command") or ""
     names = [n.lstrip("/") for n in c.get("Names") or []]
     if trunc:
         names = next(([n] for n in names if "/" not in n), names)
     mounts = [m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []]
-    row.update({
-        "Name": short_name(c), "Names": ",".join(names),
-        "Command": _go_quote(_ellipsis(cmd, 20) if trunc else cmd),
+    row.update({  # the CLI's fields: every name, mount names shortened
+        "Names": ",".join(names),
         "Mounts": ",".join(_ellipsis(m, 15) if trunc else m for m in mounts),
     })
     return row
